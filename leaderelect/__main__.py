@@ -1,0 +1,5 @@
+import sys
+
+from leaderelect.cli import main
+
+sys.exit(main())

@@ -1,0 +1,198 @@
+"""The campaign thread: the one owner of an elector's election state.
+
+It blocks on one queue (its inbox), fed by the session (lease granted / lost), the
+observer (a new view of the queue), ``stop()`` and ``resign()``; while leading it waits
+with a timeout equal to the time left before the lease's local deadline, so demotion
+happens from its own timer, at the deadline, whatever else is going on.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import queue
+import threading
+from typing import TYPE_CHECKING, Any
+
+from leaderelect import election
+from leaderelect._retry import retrying
+from leaderelect.exceptions import EtcdError, LeaseExpiredError
+from leaderelect.session import Lease
+from leaderelect.term import DemotionReason, Term
+
+if TYPE_CHECKING:
+    from leaderelect.elector import LeaderElector
+
+log = logging.getLogger(__name__)
+
+
+class _Turn(enum.Enum):
+    LEAD = "lead"
+    LOST = "lease lost"
+    GONE = "key gone"
+    STOP = "stop"
+
+
+class Campaign:
+    def __init__(self, elector: LeaderElector) -> None:
+        self._e = elector
+        self._name = elector.name
+        self._client = elector._session.client
+        self._session = elector._session
+        self._clock = elector._clock
+        self._cooldown_until = 0.0
+        self._thread = threading.Thread(target=self._run, name=f"leaderelect-campaign-{self._name}", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def join(self, timeout: float) -> bool:
+        self._thread.join(timeout)
+        return not self._thread.is_alive()
+
+    def is_current_thread(self) -> bool:
+        return threading.current_thread() is self._thread
+
+    def _stopping(self) -> bool:
+        return self._e._stop_event.is_set()
+
+    def _timeout(self, lease: Lease) -> float:
+        """A call's deadline: never past the lease's local deadline."""
+        return max(0.001, min(self._session.call_timeout, lease.remaining()))
+
+    # -- the loop ------------------------------------------------------------------------
+
+    def _run(self) -> None:
+        last: Lease | None = None
+        try:
+            while not self._stopping():
+                lease = self._session.lease
+                wait = self._cooldown_until - self._clock()
+                if lease is None or wait > 0:
+                    self._next(wait if wait > 0 else None)
+                    continue
+                last = lease
+                token = self._join(lease)
+                if token is None:
+                    continue
+                turn = self._wait_turn(lease, token)
+                if turn is _Turn.LEAD:
+                    self._lead(lease, token)
+        except Exception:  # a bug must not leave a silently dead thread or a live term
+            log.exception("[%s] campaign thread failed", self._name)
+            self._e._end_term(DemotionReason.LEASE_LOST)
+        finally:
+            if last is not None and not self._e._owns_session:
+                self._withdraw(last)
+            self._e._finish()
+
+    def _next(self, timeout: float | None) -> tuple[Any, ...] | None:
+        """Take one message (None on timeout); answer a resign that finds no term."""
+        try:
+            msg = self._e._inbox.get(timeout=timeout)
+        except queue.Empty:
+            return None
+        if msg[0] == "resign" and self._e._term is None:
+            msg[3].append(False)
+            msg[2].set()
+        return msg
+
+    def _join(self, lease: Lease) -> int | None:
+        """Put our key in the queue; returns its create revision, None if that failed for good."""
+        try:
+            for attempt in retrying(self._e._stop_event, f"[{self._name}] campaign"):
+                with attempt:
+                    if not lease.alive():
+                        return None
+                    return election.campaign(self._client, self._name, lease.id, self._e._value,
+                                             timeout=self._timeout(lease))
+        except LeaseExpiredError:
+            self._session.abandon(lease, "etcd no longer knows the lease")
+        except EtcdError:
+            pass  # stopped while etcd was unreachable
+        return None
+
+    def _wait_turn(self, lease: Lease, token: int) -> _Turn:
+        """Wait until no key is ahead of ours, then confirm our key and lease on the server."""
+        key = election.candidate_key(self._name, lease.id)
+        retry_in: float | None = None
+        while True:
+            if self._stopping():
+                return _Turn.STOP
+            if not lease.alive():
+                return _Turn.LOST
+            view = self._e._observer.view
+            # The view must include our own key's creation before it can say anything.
+            if view.known and view.revision >= token:
+                if key.decode() not in view.members:
+                    return _Turn.GONE
+                if view.predecessor(token) is None:
+                    try:
+                        if election.confirm(self._client, key, token, lease.id, timeout=self._timeout(lease)):
+                            if lease.alive():
+                                return _Turn.LEAD
+                        else:
+                            return _Turn.GONE
+                    except EtcdError as err:
+                        log.info("[%s] confirming leadership failed: %s; retrying", self._name, err)
+                        retry_in = 0.2
+            self._next(retry_in)
+            retry_in = None
+
+    def _lead(self, lease: Lease, token: int) -> None:
+        key = election.candidate_key(self._name, lease.id)
+        term = Term(self._name, key.decode(), token, lease.id, self._e._value.decode("utf-8", "replace"),
+                    self._clock(), lease)
+        self._e._begin_term(term)
+        while True:
+            if self._stopping():
+                self._step_down(lease, token, DemotionReason.STOPPED)
+                return
+            lost = lease.lost_reason
+            remaining = lease.remaining()
+            if lost is not None or remaining <= 0:
+                deadline = remaining <= 0 or "deadline" in (lost or "")
+                reason = DemotionReason.DEADLINE_PASSED if deadline else DemotionReason.LEASE_LOST
+                break
+            msg = self._next(remaining)
+            if msg is None:
+                continue
+            if msg[0] == "view":
+                view = self._e._observer.view
+                if view.known and view.revision >= token and key.decode() not in view.members:
+                    reason = DemotionReason.KEY_DELETED
+                    break
+            elif msg[0] == "resign":
+                _, cooldown, done, result = msg
+                self._step_down(lease, token, DemotionReason.RESIGNED)
+                self._cooldown_until = self._clock() + cooldown
+                result.append(True)
+                done.set()
+                return
+        # An involuntary end: this lease's term is over for good; a new lease follows.
+        self._e._end_term(reason)
+        self._session.abandon(lease, f"term ended: {reason}")
+
+    def _step_down(self, lease: Lease, token: int, reason: DemotionReason) -> None:
+        """Demote, let on_demoted finish (bounded), then delete the key for the successor."""
+        done = self._e._end_term(reason)
+        if done is not None and not done.wait(self._e.demote_timeout):
+            log.warning("[%s] on_demoted still running after %.1f s; handing over anyway",
+                        self._name, self._e.demote_timeout)
+        key = election.candidate_key(self._name, lease.id)
+        for _ in range(2):
+            try:
+                election.resign(self._client, key, token, timeout=self._timeout(lease))
+                return
+            except EtcdError as err:
+                log.warning("[%s] deleting the leader key failed: %s", self._name, err)
+        # The key may survive: never adopt it again (that would resume the term).
+        self._session.abandon(lease, "could not delete the leader key")
+
+    def _withdraw(self, lease: Lease) -> None:
+        """Best effort: remove our key from a shared session's election on stop."""
+        try:
+            self._client.delete(election.candidate_key(self._name, lease.id),
+                                timeout=self._session.call_timeout)
+        except EtcdError as err:
+            log.info("[%s] could not remove the candidate key (%s); it goes with the lease", self._name, err)

@@ -1,0 +1,119 @@
+"""Runs user callbacks on one thread, in order, isolated from renewal and demotion.
+
+The election threads only *enqueue*; a slow or raising callback delays nothing but the
+callbacks queued behind it (kazoo runs listeners on its connection thread, and a blocking
+one deadlocks the client: its issues #381, #356, #405).
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Sequence
+from typing import Any, Callable
+
+log = logging.getLogger(__name__)
+
+Callback = Callable[..., Any]
+
+
+class _Job:
+    __slots__ = ("args", "callbacks", "done", "what")
+
+    def __init__(self, what: str, callbacks: Sequence[Callback], args: tuple[Any, ...]) -> None:
+        self.what = what
+        self.callbacks = callbacks
+        self.args = args
+        self.done = threading.Event()
+
+
+class Dispatcher:
+    """One daemon thread that runs queued callbacks in order.
+
+    :param name: used in the thread name and in every log line.
+    :param slow_after: a callback running longer than this many seconds earns a warning.
+    :param clock: monotonic clock, injectable for tests.
+    """
+
+    def __init__(self, name: str, *, slow_after: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self.name = name
+        self.slow_after = slow_after
+        self._clock = clock
+        self._queue: queue.Queue[_Job | None] = queue.Queue()
+        self._thread = threading.Thread(target=self._run, name=f"leaderelect-callbacks-{name}", daemon=True)
+        self._started = False
+        self._closed = False
+        self._lock = threading.Lock()
+
+    def start(self) -> None:
+        with self._lock:
+            if not self._started:
+                self._started = True
+                self._thread.start()
+
+    def submit(self, what: str, callbacks: Sequence[Callback], *args: Any) -> threading.Event:
+        """Queue *callbacks* (run one after another with *args*); the Event is set when done."""
+        job = _Job(what, list(callbacks), args)
+        with self._lock:
+            if self._closed:
+                log.warning("[%s] %s dropped: the elector is stopped", self.name, what)
+                job.done.set()
+                return job.done
+            self._queue.put(job)
+        return job.done
+
+    def in_dispatcher(self) -> bool:
+        """True when called from a callback (so the caller must not wait for this thread)."""
+        return threading.current_thread() is self._thread
+
+    def close(self, timeout: float | None) -> bool:
+        """Run what is queued, then end the thread; join it unless called from it.
+
+        Returns False when the thread did not end within *timeout* (a callback hangs).
+        """
+        with self._lock:
+            if not self._closed:
+                self._closed = True
+                self._queue.put(None)
+            started = self._started
+        if not started or self.in_dispatcher():
+            return True
+        self._thread.join(timeout)
+        if self._thread.is_alive():
+            log.warning("[%s] a callback is still running after %.1f s; leaving its thread behind", self.name, timeout)
+            return False
+        return True
+
+    def _run(self) -> None:
+        while True:
+            job = self._queue.get()
+            if job is None:
+                return
+            try:
+                for callback in job.callbacks:
+                    self._call(job.what, callback, job.args)
+            finally:
+                job.done.set()
+
+    def _call(self, what: str, callback: Callback, args: tuple[Any, ...]) -> None:
+        started = self._clock()
+        try:
+            callback(*args)
+        except Exception:
+            log.exception("[%s] %s callback %s raised", self.name, what, _describe(callback))
+        elapsed = self._clock() - started
+        if elapsed > self.slow_after:
+            log.warning(
+                "[%s] %s callback %s took %.2f s (over %.2f s); later callbacks waited for it",
+                self.name,
+                what,
+                _describe(callback),
+                elapsed,
+                self.slow_after,
+            )
+
+
+def _describe(callback: Callback) -> str:
+    return getattr(callback, "__qualname__", None) or repr(callback)

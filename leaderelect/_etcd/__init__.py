@@ -1,0 +1,10 @@
+"""The only code in leaderelect that touches gRPC.
+
+The rest of the package speaks in its own terms; this package owns channels, per-call
+deadlines, endpoint failover, authentication and the translation of gRPC errors.
+"""
+
+from leaderelect._etcd import etcd_pb2 as pb
+from leaderelect._etcd.client import Endpoint, EtcdClient, TLSFiles, Watch, prefix_end
+
+__all__ = ["Endpoint", "EtcdClient", "TLSFiles", "Watch", "pb", "prefix_end"]

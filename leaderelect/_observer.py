@@ -1,0 +1,180 @@
+"""Follows an election's queue with one watch on its prefix.
+
+The observer keeps the whole queue (key -> candidate) as of a revision, applying the
+watch's events in order; the leader is the lowest create revision. Its own campaign
+reads this view instead of issuing a Range per change: a candidate acts only when its
+immediate predecessor is gone (no herd of requests on a handoff), and etcd delivers the
+deletion to every process once, on the watch that observing needs anyway.
+
+While the watch is down the view is marked unknown: nobody is shown a stale leader as
+current (sidecars that serve a stale leader during partitions are a known complaint).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Callable
+
+from leaderelect._etcd import EtcdClient, Watch, pb, prefix_end
+from leaderelect._retry import retrying
+from leaderelect.election import Candidate, prefix
+from leaderelect.exceptions import EtcdError, EtcdUnavailableError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class View:
+    """The queue as of ``revision``; ``known`` is False while the watch is down."""
+
+    revision: int = 0
+    members: Mapping[str, Candidate] = field(default_factory=dict)
+    known: bool = False
+    #: ``time.monotonic()`` of the last answer from etcd that confirmed this view
+    observed_at: float = 0.0
+
+    @property
+    def leader(self) -> Candidate | None:
+        if not self.members:
+            return None
+        return min(self.members.values(), key=lambda c: c.token)
+
+    def queue(self) -> list[Candidate]:
+        return sorted(self.members.values(), key=lambda c: c.token)
+
+    def predecessor(self, token: int) -> Candidate | None:
+        """The candidate right ahead of *token* in the queue, if any."""
+        ahead = [c for c in self.members.values() if c.token < token]
+        return max(ahead, key=lambda c: c.token) if ahead else None
+
+
+Listener = Callable[[View], None]
+
+
+class Observer:
+    """Runs the watch on its own thread; *listener(view)* gets every new view (must not block)."""
+
+    def __init__(
+        self,
+        client: EtcdClient,
+        name: str,
+        listener: Listener,
+        *,
+        probe_interval: float,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._client = client
+        self._name = name
+        self._prefix = prefix(name)
+        self._listener = listener
+        self._probe_interval = probe_interval
+        self._clock = clock
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._view = View()
+        self._watch: Watch | None = None
+        self._thread = threading.Thread(target=self._run, name=f"leaderelect-observe-{name}", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def close(self, timeout: float) -> None:
+        self._stop.set()
+        with self._lock:
+            watch = self._watch
+        if watch is not None:
+            watch.cancel()
+        if self._thread.ident is not None and self._thread is not threading.current_thread():
+            self._thread.join(timeout)
+
+    @property
+    def view(self) -> View:
+        with self._lock:
+            return self._view
+
+    def _publish(self, view: View) -> None:
+        with self._lock:
+            self._view = view
+        self._listener(view)
+
+    def _mark_unknown(self) -> None:
+        view = self.view
+        if view.known:
+            self._publish(View(view.revision, view.members, False, view.observed_at))
+
+    def _run(self) -> None:
+        try:
+            while not self._stop.is_set():
+                watch = self._connect()
+                if watch is None:
+                    return
+                try:
+                    self._follow(watch)
+                except EtcdError as err:
+                    if not self._stop.is_set():
+                        log.info("[%s] watch ended: %s; resyncing", self._name, err)
+                finally:
+                    watch.cancel()
+                    with self._lock:
+                        self._watch = None
+                # The first reconnect is immediate: a member failover should not flap the
+                # observed leader. If it fails, the view becomes unknown (see _connect).
+        except Exception:  # a bug must not leave a silently dead thread
+            log.exception("[%s] observer thread failed", self._name)
+            self._mark_unknown()
+
+    def _connect(self) -> Watch | None:
+        """Read the whole queue, then watch from the revision after it."""
+        try:
+            for attempt in retrying(self._stop, f"[{self._name}] observe"):
+                with attempt:
+                    try:
+                        return self._sync()
+                    except EtcdError:
+                        self._mark_unknown()
+                        raise
+        except EtcdError:
+            return None  # stopped
+        return None
+
+    def _sync(self) -> Watch:
+        end = prefix_end(self._prefix)
+        response = self._client.range(
+            self._prefix, end, sort_target=pb.RangeRequest.CREATE, sort_order=pb.RangeRequest.ASCEND
+        )
+        revision = response.header.revision
+        members = {c.key: c for c in map(Candidate.from_kv, response.kvs)}
+        watch = self._client.watch(self._prefix, end, revision + 1, probe_interval=self._probe_interval)
+        with self._lock:
+            self._watch = watch
+        if self._stop.is_set():
+            watch.cancel()
+        self._publish(View(revision, members, True, self._clock()))
+        return watch
+
+    def _follow(self, watch: Watch) -> None:
+        for response in watch:
+            if self._stop.is_set():
+                return
+            if response.compact_revision:
+                raise EtcdUnavailableError(f"watch compacted at {response.compact_revision}")
+            if response.canceled:
+                raise EtcdUnavailableError(f"watch canceled: {response.cancel_reason or 'no reason given'}")
+            view = self.view
+            members = dict(view.members)
+            revision = view.revision
+            for event in response.events:
+                key = event.kv.key.decode("utf-8", "replace")
+                if event.type == pb.Event.DELETE:
+                    members.pop(key, None)
+                else:
+                    members[key] = Candidate.from_kv(event.kv)
+                revision = max(revision, event.kv.mod_revision)
+            if not response.events and not response.created:
+                # A progress answer: every event up to this revision has been delivered.
+                revision = max(revision, response.header.revision)
+            self._publish(View(revision, members, True, self._clock()))

@@ -1,0 +1,156 @@
+"""The ``leaderelect`` command line (also ``python -m leaderelect``).
+
+``demo`` runs a throwaway etcd and three candidate processes and shows a graceful handoff
+and a crash failover with their timings; ``status`` and ``observe`` look at an election.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import queue
+import signal
+import subprocess
+import sys
+import threading
+import time
+from typing import Any
+
+from leaderelect import election
+from leaderelect.elector import LeaderElector
+from leaderelect.exceptions import ConfigurationError, LeaderElectError
+from leaderelect.term import Leader
+
+
+def _connection(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--endpoints", default=os.environ.get("LEADERELECT_ENDPOINTS", "127.0.0.1:2379"),
+                        help="etcd members, host:port[,host:port] (env LEADERELECT_ENDPOINTS)")
+    parser.add_argument("--ttl", type=int, default=10, help="lease TTL in whole seconds (default 10)")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="leaderelect", description="Leader election on etcd v3.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    demo = sub.add_parser("demo", help="a throwaway etcd, three candidates, a handoff and a crash failover")
+    demo.add_argument("--ttl", type=int, default=2, help="lease TTL of the candidates (default 2)")
+    status = sub.add_parser("status", help="print the leader and the queue; exit 3 when there is no leader")
+    status.add_argument("name")
+    _connection(status)
+    observe = sub.add_parser("observe", help="print leader changes as they happen")
+    observe.add_argument("name")
+    observe.add_argument("--json", action="store_true", help="one JSON object per line")
+    _connection(observe)
+    cand = sub.add_parser("candidate", help="campaign and report events as JSON lines (used by the demo)")
+    cand.add_argument("name")
+    cand.add_argument("--value", default=None)
+    _connection(cand)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=getattr(logging, os.environ.get("LEADERELECT_LOG", "WARNING").upper()), stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        if args.command == "demo":
+            from leaderelect._demo import run_demo
+
+            return run_demo(args.ttl)
+        if args.command == "status":
+            return _status(args)
+        if args.command == "observe":
+            return _observe(args)
+        return _candidate(args)
+    except ConfigurationError as err:
+        print(f"leaderelect: {err}", file=sys.stderr)
+        return 2
+    except LeaderElectError as err:
+        print(f"leaderelect: {err}", file=sys.stderr)
+        return 1
+
+
+def _status(args: argparse.Namespace) -> int:
+    elector = LeaderElector(args.name, endpoints=args.endpoints, ttl=args.ttl)
+    try:
+        queue_, revision = election.participants(elector._session.client, args.name)
+    finally:
+        elector.stop()
+    if not queue_:
+        print(f"{args.name}: no leader (revision {revision})")
+        return 3
+    print(f"{args.name}: leader {queue_[0].value!r} token {queue_[0].token} key {queue_[0].key}")
+    for position, candidate in enumerate(queue_[1:], start=2):
+        print(f"  {position}. {candidate.value!r} token {candidate.token} key {candidate.key}")
+    return 0
+
+
+def _describe(leader: Leader | None) -> dict[str, Any]:
+    if leader is None:
+        return {"leader": None}
+    return {"leader": leader.value, "key": leader.key, "token": leader.token}
+
+
+def _observe(args: argparse.Namespace) -> int:
+    from leaderelect._observer import Observer
+
+    elector = LeaderElector(args.name, endpoints=args.endpoints, ttl=args.ttl)
+    changes: queue.Queue[Leader | None] = queue.Queue()
+    shown: list[tuple[str, int, bytes] | None] = [("", -1, b"")]
+
+    def on_view(view: Any) -> None:
+        leader = view.leader if view.known else None
+        key = (leader.key, leader.token, leader.raw_value) if leader else None
+        if key != shown[0]:
+            shown[0] = key
+            changes.put(leader)
+
+    observer = Observer(elector._session.client, args.name, on_view, probe_interval=2.0)
+    observer.start()
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    try:
+        while not stop.is_set():
+            try:
+                leader = changes.get(timeout=0.2)
+            except queue.Empty:
+                continue
+            if args.json:
+                print(json.dumps({"t": time.time(), **_describe(leader)}), flush=True)
+            else:
+                print(f"{args.name}: {leader.value if leader else '(no leader or unknown)'}", flush=True)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        observer.close(2)
+        elector.stop()
+    return 0
+
+
+def _candidate(args: argparse.Namespace) -> int:
+    """Campaign; print one JSON line per event (t on the host-wide monotonic clock)."""
+    elector = LeaderElector(args.name, args.value, endpoints=args.endpoints, ttl=args.ttl)
+    lock = threading.Lock()
+
+    def emit(ev: str, **fields: Any) -> None:
+        with lock:
+            print(json.dumps({"t": time.monotonic(), "pid": os.getpid(), "ev": ev, **fields}), flush=True)
+
+    elector.on_elected(lambda term: emit("elected", token=term.fencing_token))
+    elector.on_demoted(lambda term, reason: emit("demoted", token=term.fencing_token, reason=str(reason)))
+    elector.on_leader_changed(lambda leader: emit("leader_changed", **_describe(leader)))
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    with elector:
+        emit("started")
+        stop.wait()
+    emit("exit")
+    return 0
+
+
+def spawn_candidate(name: str, value: str, endpoints: str, ttl: int) -> subprocess.Popen[str]:
+    """Start ``leaderelect candidate`` in a child process (stdout: JSON lines)."""
+    cmd = [sys.executable, "-m", "leaderelect", "candidate", name, "--value", value,
+           "--endpoints", endpoints, "--ttl", str(ttl)]
+    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

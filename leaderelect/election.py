@@ -1,0 +1,151 @@
+"""The etcd election steps, in etcd's own layout; no threads of their own.
+
+A candidate's key is ``<name>/<lease id in hex>``, bound to its lease and written by a
+put-if-absent transaction; candidates queue by create revision and the lowest leads —
+exactly what etcd's Go ``concurrency.Election`` and ``etcdctl elect`` do, so Python and Go
+candidates share one election. The create revision of the leader's key is the term's
+fencing token: etcd revisions only grow, so tokens do too.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+
+from leaderelect._etcd import EtcdClient, pb, prefix_end
+from leaderelect.exceptions import EtcdUnavailableError
+
+_CREATE = pb.RangeRequest.CREATE
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One key in an election's queue."""
+
+    key: str
+    raw_value: bytes = field(repr=False)
+    #: the key's create revision: its place in the queue, and the fencing token if it leads
+    token: int
+    lease_id: int
+    #: the revision of the key's last change (a proclaim changes it)
+    mod_revision: int
+
+    @property
+    def value(self) -> str:
+        """The value as text (undecodable bytes replaced)."""
+        return self.raw_value.decode("utf-8", "replace")
+
+    @classmethod
+    def from_kv(cls, kv: pb.KeyValue) -> Candidate:
+        return cls(
+            key=kv.key.decode("utf-8", "replace"),
+            raw_value=kv.value,
+            token=kv.create_revision,
+            lease_id=kv.lease,
+            mod_revision=kv.mod_revision,
+        )
+
+
+#: what the leader looks like to an observer
+Leader = Candidate
+
+
+def prefix(name: str) -> bytes:
+    return name.encode() + b"/"
+
+
+def candidate_key(name: str, lease_id: int) -> bytes:
+    return prefix(name) + format(lease_id, "x").encode()
+
+
+def _put(key: bytes, value: bytes, lease: int) -> pb.RequestOp:
+    return pb.RequestOp(request_put=pb.PutRequest(key=key, value=value, lease=lease))
+
+
+def _created_at(key: bytes, revision: int) -> pb.Compare:
+    return pb.Compare(
+        key=key, target=pb.Compare.CREATE, result=pb.Compare.EQUAL, create_revision=revision
+    )
+
+
+def campaign(client: EtcdClient, name: str, lease_id: int, value: bytes, *, timeout: float | None = None) -> int:
+    """Join the queue; returns the key's create revision.
+
+    Idempotent: if an earlier attempt's write landed but its answer was lost, the key
+    (bound to the same lease, so ours) is adopted and its value corrected. A key that is
+    never adopted dies with its lease, so a half-done campaign cannot make this process
+    leader behind its back.
+    """
+    key = candidate_key(name, lease_id)
+    response = client.txn(
+        compare=[_created_at(key, 0)],
+        success=[_put(key, value, lease_id)],
+        failure=[pb.RequestOp(request_range=pb.RangeRequest(key=key))],
+        timeout=timeout,
+    )
+    if response.succeeded:
+        return response.header.revision
+    kvs = response.responses[0].response_range.kvs
+    if not kvs:  # deleted between compare and read: impossible in one txn, but be exact
+        raise EtcdUnavailableError(f"campaign key {key!r} vanished; retrying")
+    kv = kvs[0]
+    if kv.value != value or kv.lease != lease_id:
+        proclaim(client, key, kv.create_revision, value, lease_id, timeout=timeout)
+    return kv.create_revision
+
+
+def confirm(client: EtcdClient, key: bytes, token: int, lease_id: int, *, timeout: float | None = None) -> bool:
+    """True if *key* still exists with create revision *token* on lease *lease_id*.
+
+    A key bound to a lease exists only while the lease lives, so this linearizable read
+    proves both; etcd's own Campaign skips it (etcd issues #11051, #19597).
+    """
+    kvs = client.range(key, timeout=timeout).kvs
+    return bool(kvs) and kvs[0].create_revision == token and kvs[0].lease == lease_id
+
+
+def proclaim(
+    client: EtcdClient, key: bytes, token: int, value: bytes, lease_id: int, *, timeout: float | None = None
+) -> bool:
+    """Set the leader's value, only if the key is still the one of this term."""
+    response = client.txn(compare=[_created_at(key, token)], success=[_put(key, value, lease_id)], timeout=timeout)
+    return response.succeeded
+
+
+def resign(client: EtcdClient, key: bytes, token: int, *, timeout: float | None = None) -> bool:
+    """Delete the key of this term (never a successor's)."""
+    op = pb.RequestOp(request_delete_range=pb.DeleteRangeRequest(key=key))
+    return client.txn(compare=[_created_at(key, token)], success=[op], timeout=timeout).succeeded
+
+
+def fenced_txn(
+    client: EtcdClient,
+    key: bytes,
+    token: int,
+    puts: Mapping[bytes, bytes],
+    deletes: Iterable[bytes],
+    *,
+    timeout: float | None = None,
+) -> bool:
+    """Apply *puts* and *deletes* atomically, only while *key* has create revision *token*."""
+    ops = [_put(k, v, 0) for k, v in puts.items()]
+    ops += [pb.RequestOp(request_delete_range=pb.DeleteRangeRequest(key=k)) for k in deletes]
+    return client.txn(compare=[_created_at(key, token)], success=ops, timeout=timeout).succeeded
+
+
+def participants(client: EtcdClient, name: str, *, timeout: float | None = None) -> tuple[list[Candidate], int]:
+    """Every candidate in queue order (the leader first), and the revision read at."""
+    pfx = prefix(name)
+    response = client.range(
+        pfx, prefix_end(pfx), sort_target=_CREATE, sort_order=pb.RangeRequest.ASCEND, timeout=timeout
+    )
+    return [Candidate.from_kv(kv) for kv in response.kvs], response.header.revision
+
+
+def leader(client: EtcdClient, name: str, *, timeout: float | None = None) -> Candidate | None:
+    """The current leader (lowest create revision), or None."""
+    pfx = prefix(name)
+    response = client.range(
+        pfx, prefix_end(pfx), limit=1, sort_target=_CREATE, sort_order=pb.RangeRequest.ASCEND, timeout=timeout
+    )
+    return Candidate.from_kv(response.kvs[0]) if response.kvs else None

@@ -1,0 +1,436 @@
+"""LeaderElector: one process's part in an etcd election, with callbacks.
+
+Guarantees, and their limits:
+
+* **One leader at a time, by the local clock.** A leader demotes itself when its lease's
+  local deadline passes without a renewal — ``t_send + granted_ttl - guard``, where
+  ``t_send`` is when the last successful renewal was *sent*, on ``time.monotonic()``. etcd
+  cannot expire the lease, and so cannot elect a successor, before ``t_send + granted_ttl``.
+  ``is_leader`` is computed from that deadline on every read, so a paused or GIL-starved
+  process reads False the instant it resumes late. What this cannot cover: code that
+  checked ``is_leader`` and is then paused before acting. That is what fencing is for.
+* **Fencing.** Each term has a token, the leader key's create revision, which only grows.
+  :meth:`LeaderElector.fenced_txn` writes to etcd only while that key still exists with
+  that revision, so etcd itself rejects a deposed leader's writes. A resource outside
+  etcd is protected only if it checks the token itself (reject tokens lower than the
+  highest seen).
+* **Terms never resume.** After a lease is lost or its deadline passes, the lease is
+  abandoned and revoked, and the next campaign uses a new lease, a new key, a higher token.
+* **Callbacks** run on one dispatcher thread in the order of the transitions:
+  ``on_demoted`` exactly once after each ``on_elected`` (on stop, resign and loss too),
+  never without one. A slow or raising callback never delays renewal or demotion. On
+  ``stop()`` and ``resign()`` the key is deleted only after ``on_demoted`` returned (or
+  ``demote_timeout`` passed), so a successor never starts while this one is stopping.
+* **Liveness.** After a crash, a successor leads within the TTL plus etcd's expiry lag
+  (~0.2-0.5 s); after a graceful stop or resign, within milliseconds.
+
+Not guaranteed: anything during a pause longer than the TTL *except* that ``is_leader``
+reads False on resume and ``on_demoted`` fires; the order of callbacks across processes.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import threading
+import time
+from collections.abc import Iterable, Mapping
+from typing import Any, Callable, TypeVar
+
+from leaderelect import _config, election
+from leaderelect._campaign import Campaign
+from leaderelect._dispatch import Dispatcher
+from leaderelect._observer import Observer, View
+from leaderelect.exceptions import ConfigurationError, ElectorStateError, NotLeaderError
+from leaderelect.session import Session
+from leaderelect.term import Candidate, DemotionReason, Leader, Observation, Term
+
+log = logging.getLogger(__name__)
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+_NEW, _RUNNING, _STOPPING, _STOPPED = "new", "running", "stopping", "stopped"
+
+
+class LeaderElector:
+    """Campaign for leadership of *name* and follow who leads.
+
+    .. code-block:: python
+
+        elector = LeaderElector("scheduler", endpoints="127.0.0.1:2379", ttl=10)
+
+        @elector.on_elected
+        def start_jobs(term): ...
+
+        @elector.on_demoted
+        def stop_jobs(term, reason): ...
+
+        with elector:
+            elector.wait_elected(timeout=5)
+
+    Subclasses may override :meth:`elected`, :meth:`demoted` and :meth:`leader_changed`
+    instead of registering callbacks; the hook runs first, then registered callbacks.
+
+    :param name: the election name; keys are ``<name>/<lease id in hex>``.
+    :param value: what this candidate proclaims (str or bytes); default ``host:pid``.
+    :param endpoints: ``"host:port,host:port"`` or a list (default ``127.0.0.1:2379``).
+    :param ttl: lease TTL, whole seconds >= 2 (default 10). A crashed leader is replaced
+        after about this long; the leader renews every ttl/3.
+    :param guard: seconds before the lease's earliest server-side expiry at which the
+        leader demotes itself (default ``max(0.5, 0.1 * ttl)``).
+    :param call_timeout: deadline of each etcd call, in seconds (default 2).
+    :param demote_timeout: how long ``stop()``/``resign()`` wait for ``on_demoted`` before
+        deleting the key anyway, in seconds (default: ttl).
+    :param session: share one lease and connection with other electors; then the
+        connection settings above must not be given.
+    :param tls_ca, tls_cert, tls_key, user, password, keepalive_time: see :class:`Session`.
+    :raises ConfigurationError: for any invalid setting.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        value: str | bytes | None = None,
+        *,
+        endpoints: str | list[str] | None = None,
+        ttl: int | None = None,
+        guard: float | None = None,
+        call_timeout: float | None = None,
+        demote_timeout: float | None = None,
+        session: Session | None = None,
+        tls_ca: str | None = None,
+        tls_cert: str | None = None,
+        tls_key: str | None = None,
+        user: str | None = None,
+        password: str | None = None,
+        keepalive_time: float | None = 6.0,
+        clock: Callable[[], float] = time.monotonic,
+        _allow_unsafe_guard: bool = False,
+    ) -> None:
+        self.name = _config.check_name(name)
+        self._value = _config.check_value(value)
+        connection = dict(endpoints=endpoints, ttl=ttl, guard=guard, call_timeout=call_timeout, tls_ca=tls_ca,
+                          tls_cert=tls_cert, tls_key=tls_key, user=user, password=password)
+        if session is not None:
+            given = sorted(k for k, v in connection.items() if v is not None)
+            if given:
+                raise ConfigurationError(f"{', '.join(given)} belong to the shared session, not the elector")
+            if not isinstance(session, Session):
+                raise ConfigurationError(f"session must be a leaderelect.Session, not {type(session).__name__}")
+            self._session, self._owns_session = session, False
+        else:
+            self._session = Session(
+                endpoints, ttl=10 if ttl is None else ttl, guard=guard,
+                call_timeout=2.0 if call_timeout is None else call_timeout, tls_ca=tls_ca, tls_cert=tls_cert,
+                tls_key=tls_key, user=user, password=password, keepalive_time=keepalive_time, name=self.name,
+                clock=clock, _allow_unsafe_guard=_allow_unsafe_guard,
+            )
+            self._owns_session = True
+        self.ttl = self._session.ttl
+        self.demote_timeout = (
+            float(self.ttl) if demote_timeout is None
+            else _config.check_number("demote_timeout", demote_timeout, allow_zero=True)
+        )
+        self._clock = clock
+        self._pid = os.getpid()
+        self._lock = threading.Lock()
+        self._changed = threading.Condition(self._lock)
+        self._state = _NEW
+        self._term: Term | None = None
+        self._callbacks: dict[str, list[Callable[..., Any]]] = {"elected": [], "demoted": [], "leader_changed": []}
+        self._dispatcher = Dispatcher(self.name, slow_after=self.ttl / 3, clock=clock)
+        self._inbox: queue.Queue[tuple[Any, ...]] = queue.Queue()
+        self._stop_event = threading.Event()
+        self._observer = Observer(
+            self._session.client, self.name, self._on_view, probe_interval=min(5.0, max(1.0, self.ttl / 2)),
+            clock=clock,
+        )
+        self._shown_leader: tuple[str, int, bytes] | None = None
+        self._campaign = Campaign(self)
+        #: terms won and demotions by reason, for status() and metrics
+        self.elections = 0
+        self.demotions: dict[str, int] = {}
+
+    # -- callback registration ------------------------------------------------------------
+
+    def _register(self, kind: str, fn: F) -> F:
+        if not callable(fn):
+            raise ConfigurationError(f"on_{kind} needs a callable, not {fn!r}")
+        with self._lock:
+            self._callbacks[kind].append(fn)
+        return fn
+
+    def on_elected(self, fn: F) -> F:
+        """Register ``fn(term)``, called when this process becomes leader. Usable as a decorator."""
+        return self._register("elected", fn)
+
+    def on_demoted(self, fn: F) -> F:
+        """Register ``fn(term, reason)``, called once after each ``on_elected`` when the term ends."""
+        return self._register("demoted", fn)
+
+    def on_leader_changed(self, fn: F) -> F:
+        """Register ``fn(leader)``, called when the observed leader changes (None: none or unknown)."""
+        return self._register("leader_changed", fn)
+
+    # Hooks for subclasses; they run before registered callbacks.
+    def elected(self, term: Term) -> None:
+        """Subclass hook: this process became leader."""
+
+    def demoted(self, term: Term, reason: DemotionReason) -> None:
+        """Subclass hook: the term ended."""
+
+    def leader_changed(self, leader: Leader | None) -> None:
+        """Subclass hook: the observed leader changed."""
+
+    def _fire(self, kind: str, *args: Any) -> threading.Event:
+        with self._lock:
+            callbacks = [getattr(self, kind), *self._callbacks[kind]]
+        return self._dispatcher.submit(f"on_{kind}", callbacks, *args)
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    def _check_pid(self) -> None:
+        if os.getpid() != self._pid:
+            raise ElectorStateError(
+                f"elector {self.name!r} was created in process {self._pid} and used in {os.getpid()} after "
+                "fork(); gRPC is not fork-safe: create the elector in the process that uses it "
+                "(for gunicorn, in the post_fork hook; for uWSGI, with --lazy-apps or @postfork)"
+            )
+
+    def start(self) -> LeaderElector:
+        """Start campaigning in daemon threads; returns at once.
+
+        An unreachable etcd is retried in the background with logged backoff.
+
+        :raises ElectorStateError: if started before, or used after ``fork()``.
+        """
+        self._check_pid()
+        with self._lock:
+            if self._state != _NEW:
+                raise ElectorStateError(f"elector {self.name!r} was already started (state: {self._state})")
+            self._state = _RUNNING
+        self._dispatcher.start()
+        self._session.subscribe(self._on_lease)
+        self._session.start()
+        self._observer.start()
+        self._campaign.start()
+        return self
+
+    def stop(self, timeout: float | None = None) -> None:
+        """Resign if leading, revoke the lease (if the elector owns its session), join every thread.
+
+        Idempotent, and always returns: within *timeout* seconds if given, else within
+        about ``demote_timeout + 4 * call_timeout``. Called from a callback, it returns at
+        once and the shutdown completes when the callback returns.
+        """
+        self._check_pid()
+        with self._lock:
+            state = self._state
+            if state in (_NEW, _STOPPED):
+                self._state = _STOPPED
+                self._changed.notify_all()
+            else:
+                self._state = _STOPPING
+        if state == _NEW:
+            self._session.unsubscribe(self._on_lease)
+            if self._owns_session:
+                self._session.close()
+            return
+        if state == _STOPPED:
+            return
+        self._stop_event.set()
+        self._inbox.put(("stop",))
+        if self._dispatcher.in_dispatcher() or self._campaign.is_current_thread():
+            return
+        bound = timeout if timeout is not None else self.demote_timeout + 4 * self._session.call_timeout + 2
+        if not self._campaign.join(bound):
+            log.warning("[%s] stop() did not finish within %.1f s", self.name, bound)
+
+    def __enter__(self) -> LeaderElector:
+        return self.start()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()
+
+    def _finish(self) -> None:
+        """Runs on the campaign thread when it ends: release everything this elector holds."""
+        self._observer.close(self._session.call_timeout + 1)
+        self._session.unsubscribe(self._on_lease)
+        if self._owns_session:
+            self._session.close()
+        self._dispatcher.close(self.demote_timeout + 1)
+        with self._lock:
+            self._state = _STOPPED
+            self._changed.notify_all()
+
+    # -- state -----------------------------------------------------------------------------
+
+    @property
+    def is_leader(self) -> bool:
+        """True while this process leads; computed from the local deadline on every read."""
+        with self._lock:
+            return self._term is not None and self._term._lease.alive()
+
+    @property
+    def term(self) -> Term | None:
+        """The current term, or None when not leading."""
+        with self._lock:
+            term = self._term
+        return term if term is not None and term._lease.alive() else None
+
+    @property
+    def leader(self) -> Leader | None:
+        """The observed leader, or None when there is none or it is not known right now."""
+        return self.observation.leader
+
+    @property
+    def observation(self) -> Observation:
+        view = self._observer.view
+        return Observation(view.leader if view.known else None, view.known, self._clock() - view.observed_at)
+
+    @property
+    def stopped(self) -> bool:
+        with self._lock:
+            return self._state == _STOPPED
+
+    def wait_elected(self, timeout: float | None = None) -> bool:
+        """Block until this process leads (True) or *timeout* seconds pass (False)."""
+        self._check_pid()
+        with self._changed:
+            self._changed.wait_for(lambda: self._term is not None or self._state == _STOPPED, timeout)
+        return self.is_leader
+
+    def status(self) -> dict[str, Any]:
+        """A plain dict for health endpoints."""
+        term, obs = self.term, self.observation
+        lease = self._session.lease
+        return {
+            "name": self.name,
+            "role": "leader" if term is not None else "candidate" if not self.stopped else "stopped",
+            "leader": obs.leader.value if obs.leader else None,
+            "leader_known": obs.known,
+            "observation_age": round(obs.age, 3),
+            "token": term.fencing_token if term else None,
+            "valid_for": round(term.valid_until - self._clock(), 3) if term else None,
+            "lease_remaining": round(lease.remaining(), 3) if lease else None,
+            "elections": self.elections,
+            "demotions": dict(self.demotions),
+            "reconnects": self._session.client.reconnects,
+            "endpoint": str(self._session.client.current_endpoint),
+        }
+
+    # -- leader operations -------------------------------------------------------------------
+
+    def _current_term(self, term: Term | None) -> Term:
+        current = self.term
+        if term is None:
+            if current is None:
+                raise NotLeaderError(f"not the leader of {self.name!r}")
+            return current
+        return term
+
+    def proclaim(self, value: str | bytes) -> None:
+        """Change the value this leader shows to observers.
+
+        :raises NotLeaderError: when not leading (or the term ended meanwhile).
+        """
+        self._check_pid()
+        raw = _config.check_value(value)
+        term = self._current_term(None)
+        if not election.proclaim(self._session.client, term.key.encode(), term.fencing_token, raw, term.lease_id):
+            raise NotLeaderError(f"the term of {self.name!r} with token {term.fencing_token} is over")
+        self._value = raw
+
+    def fenced_txn(
+        self,
+        puts: Mapping[str | bytes, str | bytes] | None = None,
+        deletes: Iterable[str | bytes] = (),
+        *,
+        term: Term | None = None,
+    ) -> bool:
+        """Apply *puts* and *deletes* in one etcd transaction, only within *term*.
+
+        *term* defaults to the current one. etcd applies the writes only while the term's
+        leader key still has the term's create revision, so a deposed leader's write is
+        rejected by etcd itself. Returns False (nothing written) when the term is over.
+
+        :raises NotLeaderError: when no term is given and this process does not lead.
+        """
+        self._check_pid()
+        term = self._current_term(term)
+        current = self.term
+        if current is None or current.fencing_token != term.fencing_token:
+            return False
+        encoded = {_bytes(k): _bytes(v) for k, v in (puts or {}).items()}
+        return election.fenced_txn(
+            self._session.client, term.key.encode(), term.fencing_token, encoded, [_bytes(k) for k in deletes]
+        )
+
+    def fenced_put(self, key: str | bytes, value: str | bytes, *, term: Term | None = None) -> bool:
+        """:meth:`fenced_txn` with a single put."""
+        return self.fenced_txn({key: value}, term=term)
+
+    def resign(self, cooldown: float = 0.0, timeout: float | None = None) -> bool:
+        """Step down (if leading) and campaign again after *cooldown* seconds.
+
+        Returns True if this process was leader and stepped down. The key is deleted after
+        ``on_demoted`` returned. Called from a callback, it returns at once (True if it was
+        leader at the call) and the hand-over completes after the callback.
+        """
+        self._check_pid()
+        cooldown = _config.check_number("cooldown", cooldown, allow_zero=True)
+        with self._lock:
+            if self._state != _RUNNING:
+                raise ElectorStateError(f"elector {self.name!r} is not running (state: {self._state})")
+        done = threading.Event()
+        result: list[bool] = []
+        self._inbox.put(("resign", cooldown, done, result))
+        if self._dispatcher.in_dispatcher():
+            return self._term is not None
+        done.wait(timeout if timeout is not None else self.demote_timeout + 4 * self._session.call_timeout + 2)
+        return bool(result and result[0])
+
+    def participants(self) -> list[Candidate]:
+        """Every candidate in queue order, the leader first (read from etcd now)."""
+        self._check_pid()
+        return election.participants(self._session.client, self.name)[0]
+
+    # -- events from the session and the observer (their threads; never block) ---------------
+
+    def _on_lease(self, kind: str, lease: Any) -> None:
+        self._inbox.put(("lease", kind, lease))
+
+    def _on_view(self, view: View) -> None:
+        leader = view.leader if view.known else None
+        shown = (leader.key, leader.token, leader.raw_value) if leader else None
+        with self._lock:
+            changed, self._shown_leader = shown != self._shown_leader, shown
+        if changed:
+            log.info("[%s] leader changed: %s", self.name, leader if leader else "none or unknown")
+            self._fire("leader_changed", leader)
+        self._inbox.put(("view",))
+
+    # -- used by the campaign thread -----------------------------------------------------------
+
+    def _begin_term(self, term: Term) -> None:
+        with self._changed:
+            self._term = term
+            self.elections += 1
+            self._changed.notify_all()
+        log.info("[%s] elected, token %d, key %s", self.name, term.fencing_token, term.key)
+        self._fire("elected", term)
+
+    def _end_term(self, reason: DemotionReason) -> threading.Event | None:
+        with self._changed:
+            term, self._term = self._term, None
+            if term is None:
+                return None
+            self.demotions[reason.value] = self.demotions.get(reason.value, 0) + 1
+            self._changed.notify_all()
+        log.info("[%s] demoted (%s), token %d", self.name, reason, term.fencing_token)
+        return self._fire("demoted", term, reason)
+
+
+def _bytes(value: str | bytes) -> bytes:
+    return value.encode() if isinstance(value, str) else value

@@ -1,0 +1,50 @@
+"""The public error hierarchy of leaderelect."""
+
+from __future__ import annotations
+
+__all__ = [
+    "ConfigurationError",
+    "ElectorStateError",
+    "EtcdError",
+    "EtcdUnavailableError",
+    "LeaderElectError",
+    "LeaseExpiredError",
+    "NotLeaderError",
+]
+
+
+class LeaderElectError(Exception):
+    """Base class of every error leaderelect raises."""
+
+
+class ConfigurationError(LeaderElectError, ValueError):
+    """A setting is invalid; raised at construction, never later from a thread."""
+
+
+class ElectorStateError(LeaderElectError, RuntimeError):
+    """The elector is used in a state that does not allow it.
+
+    ``start()`` twice, use after ``stop()``, or use in a child process of the one that
+    created it (gRPC channels are not fork-safe).
+    """
+
+
+class NotLeaderError(LeaderElectError):
+    """A leader-only operation was attempted without (or after losing) leadership."""
+
+
+class EtcdError(LeaderElectError):
+    """etcd answered with an error; the gRPC error is the ``__cause__``."""
+
+    def __init__(self, message: str, *, code: str = "") -> None:
+        super().__init__(message)
+        #: the gRPC status code name (``"UNAVAILABLE"``, ...), or "" when not from gRPC
+        self.code = code
+
+
+class EtcdUnavailableError(EtcdError):
+    """etcd could not be reached in time; retrying may succeed."""
+
+
+class LeaseExpiredError(EtcdError):
+    """The lease is gone on the server: the term is over; demote, do not retry."""

@@ -1,0 +1,329 @@
+"""A session: one etcd connection and one lease at a time, kept alive by one thread.
+
+Like etcd's Go ``concurrency.Session``, several elections may share a session (one lease,
+one connection). Unlike it, a session outlives its leases: when a lease is lost it is
+abandoned for good (revoked as soon as etcd answers) and a new one is granted, so a term
+that ended is never resumed — etcd refreshes every lease to its full TTL after an outage,
+and a kept lease would keep a dead leader's key alive.
+
+The local deadline of a lease is ``t_send + granted_ttl - guard``, where ``t_send`` is read
+on ``time.monotonic()`` *before* sending the last renewal (or grant) that succeeded: etcd
+cannot expire the lease before ``t_send + granted_ttl``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from typing import Any, Callable
+
+from leaderelect import _config
+from leaderelect._etcd import EtcdClient
+from leaderelect._retry import retrying
+from leaderelect.exceptions import ElectorStateError, EtcdError, LeaseExpiredError
+
+log = logging.getLogger(__name__)
+
+Clock = Callable[[], float]
+Listener = Callable[[str, "Lease"], None]
+
+LEASE_GRANTED = "lease granted"
+LEASE_LOST = "lease lost"
+
+
+class Lease:
+    """One granted lease and its local deadline (which only moves forward)."""
+
+    def __init__(self, lease_id: int, ttl: int, valid_until: float, clock: Clock = time.monotonic) -> None:
+        #: the lease id etcd assigned
+        self.id = lease_id
+        #: the TTL etcd granted, in seconds (may exceed the one requested)
+        self.ttl = ttl
+        self._valid_until = valid_until
+        self._clock = clock
+        self._lost_reason: str | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def valid_until(self) -> float:
+        """The ``time.monotonic()`` instant this lease stops being trusted locally."""
+        with self._lock:
+            return self._valid_until
+
+    @property
+    def lost_reason(self) -> str | None:
+        with self._lock:
+            return self._lost_reason
+
+    def extend(self, valid_until: float) -> None:
+        with self._lock:
+            if self._lost_reason is None and valid_until > self._valid_until:
+                self._valid_until = valid_until
+
+    def lose(self, reason: str) -> bool:
+        """Mark the lease lost for good; True the first time."""
+        with self._lock:
+            if self._lost_reason is not None:
+                return False
+            self._lost_reason = reason
+            return True
+
+    def alive(self) -> bool:
+        """Not lost, and its local deadline not passed: computed now, never a stale flag."""
+        with self._lock:
+            return self._lost_reason is None and self._clock() < self._valid_until
+
+    def remaining(self) -> float:
+        return self.valid_until - self._clock()
+
+    def __repr__(self) -> str:
+        return f"Lease(id={self.id:x}, ttl={self.ttl}, remaining={self.remaining():.3f})"
+
+
+class Session:
+    """One connection to etcd and a lease kept alive for the elections that share it.
+
+    .. code-block:: python
+
+        with Session("127.0.0.1:2379", ttl=5) as session:
+            a = LeaderElector("billing", session=session)
+            b = LeaderElector("reports", session=session)
+
+    :param endpoints: ``"host:port,host:port"`` or a list; ``https://`` implies TLS.
+    :param ttl: lease TTL in whole seconds (>= 2). Shorter means faster failover after a
+        crash and more renewals; the leader demotes itself ``guard`` seconds before it.
+    :param guard: seconds subtracted from the lease expiry on the local clock; covers
+        clock-rate error and scheduling slack. Default ``max(0.5, 0.1 * ttl)``.
+    :param call_timeout: deadline of each etcd call, in seconds (default 2).
+    :param tls_ca: CA bundle (PEM path) to verify etcd; ``tls_cert``/``tls_key``: client
+        certificate and key (PEM paths).
+    :param user: etcd user; ``password`` its password. Re-authenticates when the token
+        expires or the server restarts.
+    :param keepalive_time: seconds between gRPC transport pings (None turns them off);
+        keep it at or above etcd's ``--grpc-keepalive-min-time`` (5 s by default).
+    :raises ConfigurationError: for any invalid setting.
+    """
+
+    def __init__(
+        self,
+        endpoints: str | list[str] | None = None,
+        *,
+        ttl: int = 10,
+        guard: float | None = None,
+        call_timeout: float = 2.0,
+        tls_ca: str | None = None,
+        tls_cert: str | None = None,
+        tls_key: str | None = None,
+        user: str | None = None,
+        password: str | None = None,
+        keepalive_time: float | None = 6.0,
+        name: str = "session",
+        clock: Clock = time.monotonic,
+        _allow_unsafe_guard: bool = False,
+    ) -> None:
+        parsed, https = _config.parse_endpoints(endpoints)
+        self.ttl = _config.check_ttl(ttl)
+        self.guard = _config.check_guard(self.ttl, guard, allow_unsafe=_allow_unsafe_guard)
+        self.call_timeout = _config.check_number("call_timeout", call_timeout)
+        if keepalive_time is not None:
+            _config.check_number("keepalive_time", keepalive_time)
+        tls = _config.read_tls(tls_ca, tls_cert, tls_key, https=https)
+        user, password = _config.check_credentials(user, password)
+        self.name = name
+        self._clock = clock
+        self.client = EtcdClient(
+            parsed,
+            tls=tls,
+            user=user,
+            password=password,
+            call_timeout=self.call_timeout,
+            keepalive_time=keepalive_time,
+        )
+        self._pid = os.getpid()
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._wake = threading.Event()
+        self._lease: Lease | None = None
+        self._listeners: list[Listener] = []
+        self._to_revoke: set[int] = set()
+        self._thread: threading.Thread | None = None
+        self._closed = False
+        #: leases granted so far (for status and tests)
+        self.leases_granted = 0
+
+    # -- lifecycle ----------------------------------------------------------------------
+
+    def check_pid(self) -> None:
+        if os.getpid() != self._pid:
+            raise ElectorStateError(
+                f"session {self.name!r} was created in process {self._pid} and used in {os.getpid()} "
+                "after fork(); gRPC is not fork-safe: create electors in the process that uses them "
+                "(for gunicorn, in the post_fork hook)"
+            )
+
+    def start(self) -> None:
+        """Start the keepalive thread (idempotent); returns at once."""
+        self.check_pid()
+        with self._lock:
+            if self._closed:
+                raise ElectorStateError(f"session {self.name!r} is closed")
+            if self._thread is not None:
+                return
+            self._thread = threading.Thread(target=self._run, name=f"leaderelect-session-{self.name}", daemon=True)
+            self._thread.start()
+
+    def close(self, timeout: float | None = None) -> None:
+        """Stop renewing, revoke the lease (bounded by ``call_timeout``) and close the connection.
+
+        If the revoke cannot reach etcd, the lease expires by its TTL anyway.
+        """
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            thread = self._thread
+        self._stop.set()
+        self._wake.set()
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout if timeout is not None else self.call_timeout * 2 + 1)
+        lease = self._lease
+        if lease is not None:
+            lease.lose("session closed")
+            self._to_revoke.add(lease.id)
+        self._revoke_pending(final=True)
+        self.client.close()
+
+    def __enter__(self) -> Session:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    # -- what the elections use -----------------------------------------------------------
+
+    @property
+    def lease(self) -> Lease | None:
+        """The current lease while it is alive, else None."""
+        lease = self._lease
+        return lease if lease is not None and lease.alive() else None
+
+    def subscribe(self, listener: Listener) -> None:
+        """*listener(kind, lease)* is called on the session thread; it must not block."""
+        with self._lock:
+            self._listeners.append(listener)
+
+    def unsubscribe(self, listener: Listener) -> None:
+        with self._lock:
+            if listener in self._listeners:
+                self._listeners.remove(listener)
+
+    def abandon(self, lease: Lease, reason: str) -> None:
+        """Give *lease* up for good (its term is over); a new lease follows."""
+        if lease.lose(reason):
+            log.info("[%s] lease %x abandoned: %s", self.name, lease.id, reason)
+            self._notify(LEASE_LOST, lease)
+        self._wake.set()
+
+    # -- the keepalive thread ---------------------------------------------------------------
+
+    def _notify(self, kind: str, lease: Lease) -> None:
+        with self._lock:
+            listeners = list(self._listeners)
+        for listener in listeners:
+            listener(kind, lease)
+
+    def _run(self) -> None:
+        try:
+            while not self._stop.is_set():
+                lease = self._grant()
+                if lease is None:
+                    return
+                self._keep(lease)
+                with self._lock:
+                    self._to_revoke.add(lease.id)
+        except Exception:  # a bug must not leave a silently dead thread
+            log.exception("[%s] session thread failed", self.name)
+            lease = self._lease
+            if lease is not None and lease.lose("session thread failed"):
+                self._notify(LEASE_LOST, lease)
+
+    def _grant(self) -> Lease | None:
+        try:
+            for attempt in retrying(self._stop, f"[{self.name}] lease grant"):
+                with attempt:
+                    self._revoke_pending()
+                    t_send = self._clock()
+                    lease_id, granted = self.client.lease_grant(self.ttl)
+        except EtcdError:
+            return None  # stopped while etcd was unreachable
+        if self._stop.is_set():
+            self._to_revoke.add(lease_id)
+            return None
+        lease = Lease(lease_id, granted, t_send + granted - self.guard, self._clock)
+        self._lease = lease
+        self.leases_granted += 1
+        log.debug("[%s] lease %x granted, ttl %d s", self.name, lease_id, granted)
+        self._wake.clear()
+        self._notify(LEASE_GRANTED, lease)
+        return lease
+
+    def _keep(self, lease: Lease) -> None:
+        interval = lease.ttl / 3
+        next_at = lease.valid_until - lease.ttl + self.guard + interval
+        while not self._stop.is_set():
+            if lease.lost_reason is not None:
+                return
+            now = self._clock()
+            if now >= lease.valid_until:
+                self._lose(lease, "deadline passed without renewal")
+                return
+            if now < next_at:
+                # Wake at the next renewal, or at the deadline, whichever is first.
+                if self._wake.wait(min(next_at, lease.valid_until) - now):
+                    self._wake.clear()
+                continue
+            t_send = self._clock()
+            try:
+                ttl = self.client.lease_keepalive(lease.id, timeout=min(self.call_timeout, lease.valid_until - t_send))
+            except LeaseExpiredError:
+                ttl = 0
+            except EtcdError as err:
+                log.warning("[%s] keepalive of lease %x failed: %s", self.name, lease.id, err)
+                next_at = self._clock() + min(interval / 2, 0.25)
+                continue
+            if ttl <= 0:
+                self._lose(lease, "lease expired on the server")
+                return
+            lease.extend(t_send + ttl - self.guard)
+            next_at = t_send + interval
+            log.debug("[%s] lease %x renewed, %.3f s left", self.name, lease.id, lease.remaining())
+
+    def _lose(self, lease: Lease, reason: str) -> None:
+        if lease.lose(reason):
+            log.warning("[%s] lease %x lost: %s", self.name, lease.id, reason)
+            self._notify(LEASE_LOST, lease)
+
+    def _revoke_pending(self, *, final: bool = False) -> None:
+        # An abandoned lease may still be alive on the server (etcd refreshes leases after
+        # an outage): revoke it so its keys go now, not a whole TTL later.
+        with self._lock:
+            pending = sorted(self._to_revoke)
+        for lease_id in pending:
+            try:
+                self.client.lease_revoke(lease_id, timeout=self.call_timeout)
+            except LeaseExpiredError:
+                pass
+            except EtcdError as err:
+                if final:
+                    log.info("[%s] revoke of lease %x failed (%s); it expires by its TTL", self.name, lease_id, err)
+                    continue
+                raise
+            with self._lock:
+                self._to_revoke.discard(lease_id)

@@ -1,0 +1,68 @@
+"""The values leaderelect hands to user code: a term, a demotion reason, an observation."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+
+from leaderelect.election import Candidate, Leader
+from leaderelect.session import Lease
+
+__all__ = ["Candidate", "DemotionReason", "Leader", "Observation", "Term"]
+
+
+class DemotionReason(str, enum.Enum):
+    """Why a term ended (the second argument of ``on_demoted``)."""
+
+    #: ``stop()`` was called
+    STOPPED = "stopped"
+    #: ``resign()`` was called
+    RESIGNED = "resigned"
+    #: etcd said the lease is gone (revoked, or expired on the server)
+    LEASE_LOST = "lease lost"
+    #: no renewal succeeded before the local deadline (etcd unreachable, process paused)
+    DEADLINE_PASSED = "deadline passed"
+    #: the leader key was deleted by someone else
+    KEY_DELETED = "key deleted"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+@dataclass(frozen=True)
+class Term:
+    """One term of leadership of this process.
+
+    A term never resumes once it ended: the next one has a new key and a higher token.
+    """
+
+    #: the election name
+    name: str
+    #: the leader key, ``<name>/<lease id in hex>``
+    key: str
+    #: the leader key's create revision; strictly increasing from term to term
+    fencing_token: int
+    #: the etcd lease the key is bound to
+    lease_id: int
+    #: the value proclaimed when the term began
+    value: str
+    #: ``time.monotonic()`` when this process learned it leads
+    elected_at: float
+    _lease: Lease = field(repr=False, compare=False)
+
+    @property
+    def valid_until(self) -> float:
+        """The ``time.monotonic()`` instant the term ends unless renewed; advances with each renewal."""
+        return self._lease.valid_until
+
+
+@dataclass(frozen=True)
+class Observation:
+    """What this process knows of the election's leader."""
+
+    #: the leader, or None when there is none *or* it is not known right now
+    leader: Leader | None
+    #: False while etcd cannot be followed (then ``leader`` is None, not stale)
+    known: bool
+    #: seconds since etcd last confirmed what is known
+    age: float

