@@ -104,8 +104,9 @@ class Campaign:
                 with attempt:
                     if not lease.alive():
                         return None
-                    return election.campaign(self._client, self._name, lease.id, self._e._value,
-                                             timeout=self._timeout(lease))
+                    return election.campaign(
+                        self._client, self._name, lease.id, self._e._value, timeout=self._timeout(lease)
+                    )
         except LeaseExpiredError:
             self._session.abandon(lease, "etcd no longer knows the lease")
         except EtcdError:
@@ -141,8 +142,9 @@ class Campaign:
 
     def _lead(self, lease: Lease, token: int) -> None:
         key = election.candidate_key(self._name, lease.id)
-        term = Term(self._name, key.decode(), token, lease.id, self._e._value.decode("utf-8", "replace"),
-                    self._clock(), lease)
+        term = Term(
+            self._name, key.decode(), token, lease.id, self._e._value.decode("utf-8", "replace"), self._clock(), lease
+        )
         self._e._begin_term(term)
         while True:
             if self._stopping():
@@ -177,8 +179,9 @@ class Campaign:
         """Demote, let on_demoted finish (bounded), then delete the key for the successor."""
         done = self._e._end_term(reason)
         if done is not None and not done.wait(self._e.demote_timeout):
-            log.warning("[%s] on_demoted still running after %.1f s; handing over anyway",
-                        self._name, self._e.demote_timeout)
+            log.warning(
+                "[%s] on_demoted still running after %.1f s; handing over anyway", self._name, self._e.demote_timeout
+            )
         key = election.candidate_key(self._name, lease.id)
         for _ in range(2):
             try:
@@ -192,7 +195,6 @@ class Campaign:
     def _withdraw(self, lease: Lease) -> None:
         """Best effort: remove our key from a shared session's election on stop."""
         try:
-            self._client.delete(election.candidate_key(self._name, lease.id),
-                                timeout=self._session.call_timeout)
+            self._client.delete(election.candidate_key(self._name, lease.id), timeout=self._session.call_timeout)
         except EtcdError as err:
             log.info("[%s] could not remove the candidate key (%s); it goes with the lease", self._name, err)

@@ -80,15 +80,19 @@ def run_demo(ttl: int) -> int:
             t0 = time.monotonic()
             procs[first["who"]].send_signal(signal.SIGTERM)
             second = events.next_elected(30)
-            print(f"   {second['who']} leads, token {second['token']}, "
-                  f"{(second['t'] - t0) * 1000:.1f} ms after the signal.")
+            print(
+                f"   {second['who']} leads, token {second['token']}, "
+                f"{(second['t'] - t0) * 1000:.1f} ms after the signal."
+            )
 
             print(f"\n3. Crash: kill -9 {second['who']}; its lease expires (ttl {ttl} s) and the last one leads.")
             t0 = time.monotonic()
             procs[second["who"]].kill()
             third = events.next_elected(ttl + 10)
-            print(f"   {third['who']} leads, token {third['token']}, "
-                  f"{third['t'] - t0:.2f} s after the kill (ttl {ttl} s + etcd's expiry scan).")
+            print(
+                f"   {third['who']} leads, token {third['token']}, "
+                f"{third['t'] - t0:.2f} s after the kill (ttl {ttl} s + etcd's expiry scan)."
+            )
             print("\nTokens only grow:", first["token"], "<", second["token"], "<", third["token"])
         finally:
             for proc in procs.values():

@@ -32,12 +32,13 @@ def retrying(
 ) -> tenacity.Retrying:
     """A policy for one background operation named *what* (it appears in the logs).
 
-    Exponential backoff from *initial* to *maximum* seconds, with jitter of the same
-    size as *initial*; ends (re-raising the last error) once *stop* is set.
+    Exponential backoff from *initial* to *maximum* seconds, plus random jitter of up to
+    *initial*; ends (re-raising the last error) once *stop* is set.
     """
     return tenacity.Retrying(
         retry=tenacity.retry_if_exception(_retryable),
-        wait=tenacity.wait_exponential_jitter(initial=initial, max=maximum, jitter=initial),
+        # wait_exponential + wait_random: the same on tenacity 8.2 and 9.x (whose jitter API changed)
+        wait=tenacity.wait_exponential(multiplier=initial, max=maximum) + tenacity.wait_random(0, initial),
         stop=tenacity.stop_when_event_set(stop),
         sleep=sleep if sleep is not None else tenacity.sleep_using_event(stop),
         before_sleep=_log_retry(what),

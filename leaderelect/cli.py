@@ -25,8 +25,11 @@ from leaderelect.term import Leader
 
 
 def _connection(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--endpoints", default=os.environ.get("LEADERELECT_ENDPOINTS", "127.0.0.1:2379"),
-                        help="etcd members, host:port[,host:port] (env LEADERELECT_ENDPOINTS)")
+    parser.add_argument(
+        "--endpoints",
+        default=os.environ.get("LEADERELECT_ENDPOINTS", "127.0.0.1:2379"),
+        help="etcd members, host:port[,host:port] (env LEADERELECT_ENDPOINTS)",
+    )
     parser.add_argument("--ttl", type=int, default=10, help="lease TTL in whole seconds (default 10)")
 
 
@@ -47,7 +50,8 @@ def main(argv: list[str] | None = None) -> int:
     cand.add_argument("--value", default=None)
     _connection(cand)
     args = parser.parse_args(argv)
-    logging.basicConfig(level=getattr(logging, os.environ.get("LEADERELECT_LOG", "WARNING").upper()), stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
+    level = getattr(logging, os.environ.get("LEADERELECT_LOG", "WARNING").upper(), logging.WARNING)
+    logging.basicConfig(level=level, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
     try:
         if args.command == "demo":
             from leaderelect._demo import run_demo
@@ -147,8 +151,19 @@ def _candidate(args: argparse.Namespace) -> int:
 
 def spawn_candidate(name: str, value: str, endpoints: str, ttl: int) -> subprocess.Popen[str]:
     """Start ``leaderelect candidate`` in a child process (stdout: JSON lines)."""
-    cmd = [sys.executable, "-m", "leaderelect", "candidate", name, "--value", value,
-           "--endpoints", endpoints, "--ttl", str(ttl)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "leaderelect",
+        "candidate",
+        name,
+        "--value",
+        value,
+        "--endpoints",
+        endpoints,
+        "--ttl",
+        str(ttl),
+    ]
     return subprocess.Popen(cmd, stdout=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True)
 
 

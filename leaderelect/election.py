@@ -63,9 +63,7 @@ def _put(key: bytes, value: bytes, lease: int) -> pb.RequestOp:
 
 
 def _created_at(key: bytes, revision: int) -> pb.Compare:
-    return pb.Compare(
-        key=key, target=pb.Compare.CREATE, result=pb.Compare.EQUAL, create_revision=revision
-    )
+    return pb.Compare(key=key, target=pb.Compare.CREATE, result=pb.Compare.EQUAL, create_revision=revision)
 
 
 def campaign(client: EtcdClient, name: str, lease_id: int, value: bytes, *, timeout: float | None = None) -> int:

@@ -110,8 +110,17 @@ class LeaderElector:
     ) -> None:
         self.name = _config.check_name(name)
         self._value = _config.check_value(value)
-        connection = dict(endpoints=endpoints, ttl=ttl, guard=guard, call_timeout=call_timeout, tls_ca=tls_ca,
-                          tls_cert=tls_cert, tls_key=tls_key, user=user, password=password)
+        connection = dict(
+            endpoints=endpoints,
+            ttl=ttl,
+            guard=guard,
+            call_timeout=call_timeout,
+            tls_ca=tls_ca,
+            tls_cert=tls_cert,
+            tls_key=tls_key,
+            user=user,
+            password=password,
+        )
         if session is not None:
             given = sorted(k for k, v in connection.items() if v is not None)
             if given:
@@ -121,15 +130,25 @@ class LeaderElector:
             self._session, self._owns_session = session, False
         else:
             self._session = Session(
-                endpoints, ttl=10 if ttl is None else ttl, guard=guard,
-                call_timeout=2.0 if call_timeout is None else call_timeout, tls_ca=tls_ca, tls_cert=tls_cert,
-                tls_key=tls_key, user=user, password=password, keepalive_time=keepalive_time, name=self.name,
-                clock=clock, _allow_unsafe_guard=_allow_unsafe_guard,
+                endpoints,
+                ttl=10 if ttl is None else ttl,
+                guard=guard,
+                call_timeout=2.0 if call_timeout is None else call_timeout,
+                tls_ca=tls_ca,
+                tls_cert=tls_cert,
+                tls_key=tls_key,
+                user=user,
+                password=password,
+                keepalive_time=keepalive_time,
+                name=self.name,
+                clock=clock,
+                _allow_unsafe_guard=_allow_unsafe_guard,
             )
             self._owns_session = True
         self.ttl = self._session.ttl
         self.demote_timeout = (
-            float(self.ttl) if demote_timeout is None
+            float(self.ttl)
+            if demote_timeout is None
             else _config.check_number("demote_timeout", demote_timeout, allow_zero=True)
         )
         self._clock = clock
@@ -143,7 +162,10 @@ class LeaderElector:
         self._inbox: queue.Queue[tuple[Any, ...]] = queue.Queue()
         self._stop_event = threading.Event()
         self._observer = Observer(
-            self._session.client, self.name, self._on_view, probe_interval=min(5.0, max(1.0, self.ttl / 2)),
+            self._session.client,
+            self.name,
+            self._on_view,
+            probe_interval=min(5.0, max(1.0, self.ttl / 2)),
             clock=clock,
         )
         self._shown_leader: tuple[str, int, bytes] | None = None

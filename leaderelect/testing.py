@@ -117,21 +117,39 @@ class EtcdServer:
         client_url = f"{scheme}://127.0.0.1:{self.client_port}"
         cmd = [
             find_etcd(),
-            "--name", self.name,
-            "--data-dir", os.path.join(self.data_dir, "data"),
-            "--listen-client-urls", client_url,
-            "--advertise-client-urls", client_url,
-            "--listen-peer-urls", self.peer_url,
-            "--initial-advertise-peer-urls", self.peer_url,
-            "--initial-cluster", self.initial_cluster,
-            "--initial-cluster-state", "new",
-            "--initial-cluster-token", "leaderelect-test",
-            "--logger", "zap",
-            "--log-level", "warn",
+            "--name",
+            self.name,
+            "--data-dir",
+            os.path.join(self.data_dir, "data"),
+            "--listen-client-urls",
+            client_url,
+            "--advertise-client-urls",
+            client_url,
+            "--listen-peer-urls",
+            self.peer_url,
+            "--initial-advertise-peer-urls",
+            self.peer_url,
+            "--initial-cluster",
+            self.initial_cluster,
+            "--initial-cluster-state",
+            "new",
+            "--initial-cluster-token",
+            "leaderelect-test",
+            "--logger",
+            "zap",
+            "--log-level",
+            "warn",
         ]
         if self.tls:
-            cmd += ["--cert-file", self.tls.cert, "--key-file", self.tls.key,
-                    "--trusted-ca-file", self.tls.ca, "--client-cert-auth"]
+            cmd += [
+                "--cert-file",
+                self.tls.cert,
+                "--key-file",
+                self.tls.key,
+                "--trusted-ca-file",
+                self.tls.ca,
+                "--client-cert-auth",
+            ]
         return cmd + self.extra_args
 
     def launch(self) -> None:
@@ -139,8 +157,7 @@ class EtcdServer:
         if self.proc is not None and self.proc.poll() is None:
             return
         with open(os.path.join(self.data_dir, f"{self.name}.log"), "ab") as log:
-            self.proc = subprocess.Popen(self.command(), stdout=log, stderr=subprocess.STDOUT,
-                                         stdin=subprocess.DEVNULL)
+            self.proc = subprocess.Popen(self.command(), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
 
     def start(self, timeout: float = 30.0) -> EtcdServer:
         self.launch()
@@ -153,10 +170,10 @@ class EtcdServer:
         if self.tls:
             from leaderelect._etcd import TLSFiles
 
-            tls = TLSFiles(Path(self.tls.ca).read_bytes(), Path(self.tls.cert).read_bytes(),
-                           Path(self.tls.key).read_bytes())
-        client = EtcdClient([Endpoint("127.0.0.1", self.client_port)], tls=tls, call_timeout=0.5,
-                            keepalive_time=None)
+            tls = TLSFiles(
+                Path(self.tls.ca).read_bytes(), Path(self.tls.cert).read_bytes(), Path(self.tls.key).read_bytes()
+            )
+        client = EtcdClient([Endpoint("127.0.0.1", self.client_port)], tls=tls, call_timeout=0.5, keepalive_time=None)
         deadline = time.monotonic() + timeout
         try:
             while True:
@@ -224,8 +241,13 @@ class EtcdCluster:
         peers = [(f"m{i}", free_port()) for i in range(size)]
         initial = ",".join(f"{name}=http://127.0.0.1:{port}" for name, port in peers)
         self.members = [
-            EtcdServer(name=name, data_dir=os.path.join(self.data_dir, name), peer_port=port,
-                       initial_cluster=initial, extra_args=extra_args)
+            EtcdServer(
+                name=name,
+                data_dir=os.path.join(self.data_dir, name),
+                peer_port=port,
+                initial_cluster=initial,
+                extra_args=extra_args,
+            )
             for name, port in peers
         ]
         for member in self.members:
@@ -250,9 +272,20 @@ class EtcdCluster:
                 if not member.running:
                     continue
                 out = subprocess.run(
-                    [find_etcd("etcdctl"), "--endpoints", member.endpoint, "--command-timeout=1s",
-                     "endpoint", "status", "-w", "fields"],
-                    capture_output=True, text=True, timeout=10, check=False,
+                    [
+                        find_etcd("etcdctl"),
+                        "--endpoints",
+                        member.endpoint,
+                        "--command-timeout=1s",
+                        "endpoint",
+                        "status",
+                        "-w",
+                        "fields",
+                    ],
+                    capture_output=True,
+                    text=True,
+                    timeout=10,
+                    check=False,
                 ).stdout
                 fields = dict(line.split(" : ", 1) for line in out.splitlines() if " : " in line)
                 if fields.get('"MemberID"') and fields.get('"MemberID"') == fields.get('"Leader"'):

@@ -1,0 +1,381 @@
+"""The election against a real single-node etcd."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from typing import Any
+
+import pytest
+
+from leaderelect import (
+    DemotionReason,
+    ElectorStateError,
+    LeaderElector,
+    NotLeaderError,
+    Session,
+    Term,
+)
+from leaderelect.testing import EtcdServer, free_port, wait_until
+from tests.conftest import ElectorFactory, leaderelect_threads
+from tests.helpers import Recorder
+
+
+def leaders(electors: list[LeaderElector]) -> list[LeaderElector]:
+    return [e for e in electors if e.is_leader]
+
+
+def test_single_candidate_wins(make_elector: ElectorFactory, name: str) -> None:
+    elector = make_elector("solo")
+    rec = Recorder(elector)
+    elector.start()
+    assert elector.wait_elected(10)
+    term = elector.term
+    assert term is not None
+    assert term.key == f"{name}/{term.lease_id:x}"
+    assert term.fencing_token > 0
+    assert term.valid_until > time.monotonic()
+    assert wait_until(lambda: elector.leader is not None, 5)
+    assert elector.leader is not None and elector.leader.value == "solo"
+    assert elector.status()["role"] == "leader"
+    assert rec.kinds("elected") == ["elected"]
+
+
+def test_three_candidates_exactly_one_leader_at_every_sample(make_elector: ElectorFactory) -> None:
+    electors = [make_elector(f"c{i}").start() for i in range(3)]
+    assert wait_until(lambda: len(leaders(electors)) == 1, 10)
+    deadline = time.monotonic() + 3
+    samples = 0
+    while time.monotonic() < deadline:
+        assert len(leaders(electors)) == 1
+        samples += 1
+        time.sleep(0.005)
+    assert samples > 100
+    # and every observer agrees on who it is
+    leader = leaders(electors)[0]
+    assert wait_until(lambda: all(e.leader and e.leader.value == leader.term.value for e in electors), 5)  # type: ignore[union-attr]
+
+
+def test_stop_hands_over_after_on_demoted_returned(make_elector: ElectorFactory) -> None:
+    electors = [make_elector(f"c{i}") for i in range(3)]
+    recorders = [Recorder(e) for e in electors]
+    finished: list[float] = []
+
+    def slow_demote(term: Term, reason: DemotionReason) -> None:
+        time.sleep(0.3)  # the successor must not start while this runs
+        finished.append(time.monotonic())
+
+    for e in electors:
+        e.on_demoted(slow_demote)
+        e.start()
+    assert wait_until(lambda: len(leaders(electors)) == 1, 10)
+    assert wait_until(lambda: len(electors[0].participants()) == 3, 10)
+    old = leaders(electors)[0]
+    old_rec = recorders[electors.index(old)]
+    t0 = time.monotonic()
+    old.stop()
+    stop_took = time.monotonic() - t0
+    assert wait_until(lambda: len(leaders(electors)) == 1, 5)
+    new = leaders(electors)[0]
+    assert new is not old
+    t_elected, (term,) = recorders[electors.index(new)].last("elected")
+    assert finished and t_elected > finished[0]
+    assert stop_took < 5
+    assert old_rec.kinds("elected", "demoted") == ["elected", "demoted"]
+    assert old_rec.last("demoted")[1][1] is DemotionReason.STOPPED
+    assert term.fencing_token > old_rec.last("elected")[1][0].fencing_token
+
+
+def test_resign_hands_over_and_rejoins_the_queue(make_elector: ElectorFactory) -> None:
+    electors = [make_elector(f"c{i}").start() for i in range(2)]
+    assert wait_until(lambda: len(leaders(electors)) == 1, 10)
+    assert wait_until(lambda: len(electors[0].participants()) == 2, 10)
+    old = leaders(electors)[0]
+    other = electors[1 - electors.index(old)]
+    old_token = old.term.fencing_token  # type: ignore[union-attr]
+    assert old.resign() is True
+    assert wait_until(lambda: other.is_leader, 5)
+    assert not old.is_leader
+    assert wait_until(lambda: len(other.participants()) == 2, 5)  # the resigner campaigns again
+    other_token = other.term.fencing_token  # type: ignore[union-attr]
+    assert other_token > old_token
+    # and takes over again, with a new key and a higher token, when the other one resigns
+    assert other.resign() is True
+    assert wait_until(lambda: old.is_leader, 5)
+    assert old.term.fencing_token > other_token  # type: ignore[union-attr]
+
+
+def test_resign_when_not_leader_returns_false(make_elector: ElectorFactory) -> None:
+    electors = [make_elector(f"c{i}").start() for i in range(2)]
+    assert wait_until(lambda: len(leaders(electors)) == 1, 10)
+    follower = next(e for e in electors if not e.is_leader)
+    assert follower.resign() is False
+    assert len(leaders(electors)) == 1
+
+
+def test_resign_with_cooldown_lets_the_other_lead(make_elector: ElectorFactory) -> None:
+    a = make_elector("a").start()
+    assert a.wait_elected(10)
+    b = make_elector("b").start()
+    assert wait_until(lambda: len(a.participants()) == 2, 10)
+    assert a.resign(cooldown=1.5)
+    assert wait_until(lambda: b.is_leader, 5)
+    time.sleep(0.5)
+    assert len(a.participants()) == 1  # still cooling down
+
+
+def test_proclaim_changes_the_value_observers_see(make_elector: ElectorFactory) -> None:
+    leader = make_elector("old").start()
+    assert leader.wait_elected(10)
+    watcher = make_elector("watcher")
+    rec = Recorder(watcher)
+    watcher.start()
+    assert wait_until(lambda: watcher.leader is not None and watcher.leader.value == "old", 5)
+    leader.proclaim("new")
+    assert wait_until(lambda: watcher.leader is not None and watcher.leader.value == "new", 5)
+    assert wait_until(lambda: rec.last("leader_changed")[1][0].value == "new", 5)
+    with pytest.raises(NotLeaderError):
+        watcher.proclaim("usurper")
+
+
+def test_fenced_writes_are_rejected_after_the_term(make_elector: ElectorFactory, etcd3_client: Any, name: str) -> None:
+    a = make_elector("a").start()
+    assert a.wait_elected(10)
+    b = make_elector("b").start()
+    term = a.term
+    assert term is not None
+    assert a.fenced_put(f"{name}-data/x", "1")
+    assert etcd3_client.get(f"{name}-data/x")[0] == b"1"
+    assert a.fenced_txn({f"{name}-data/y": b"2"}, deletes=[f"{name}-data/x"])
+    assert etcd3_client.get(f"{name}-data/x")[0] is None
+    a.resign()
+    assert wait_until(lambda: b.is_leader, 5)
+    assert a.fenced_put(f"{name}-data/x", "stale", term=term) is False
+    with pytest.raises(NotLeaderError):
+        a.fenced_put(f"{name}-data/x", "stale")
+    # etcd itself rejects the old token, whatever the local state says
+    from leaderelect import election
+
+    assert not election.fenced_txn(
+        a._session.client, term.key.encode(), term.fencing_token, {f"{name}-data/x".encode(): b"stale"}, []
+    )
+    assert etcd3_client.get(f"{name}-data/x")[0] is None
+    assert b.fenced_put(f"{name}-data/x", "fresh")
+
+
+def test_lease_revoked_by_another_client_demotes_and_campaigns_anew(
+    make_elector: ElectorFactory, etcd3_client: Any
+) -> None:
+    elector = make_elector("victim")
+    rec = Recorder(elector)
+    elector.start()
+    assert elector.wait_elected(10)
+    old = elector.term
+    assert old is not None
+    etcd3_client.revoke_lease(old.lease_id)
+    assert wait_until(lambda: rec.kinds("elected", "demoted") == ["elected", "demoted", "elected"], 10)
+    reason = rec.events[[k for _, k, _ in rec.events].index("demoted")][2][1]
+    assert reason in (DemotionReason.LEASE_LOST, DemotionReason.KEY_DELETED)
+    new = elector.term
+    assert new is not None
+    assert new.lease_id != old.lease_id
+    assert new.fencing_token > old.fencing_token
+
+
+def test_raising_callbacks_are_harmless(make_elector: ElectorFactory, caplog: pytest.LogCaptureFixture) -> None:
+    elector = make_elector("x")
+    after: list[str] = []
+
+    @elector.on_elected
+    def boom(term: Term) -> None:
+        raise RuntimeError("user bug")
+
+    elector.on_elected(lambda term: after.append("elected"))
+    elector.on_demoted(lambda term, reason: after.append("demoted"))
+    elector.start()
+    assert elector.wait_elected(10)
+    assert wait_until(lambda: after == ["elected"], 5)
+    assert elector.is_leader
+    elector.stop()
+    assert after == ["elected", "demoted"]
+    assert any("user bug" in str(r.exc_info) for r in caplog.records if r.exc_info)
+
+
+def test_slow_callback_never_delays_renewal(make_elector: ElectorFactory) -> None:
+    elector = make_elector("x")
+    release = threading.Event()
+    elector.on_elected(lambda term: release.wait(8))  # 4x the ttl
+    elector.start()
+    assert elector.wait_elected(10)
+    first = elector.term.valid_until  # type: ignore[union-attr]
+    deadline = time.monotonic() + 6
+    while time.monotonic() < deadline:
+        assert elector.is_leader
+        time.sleep(0.05)
+    assert elector.term.valid_until > first + 3  # type: ignore[union-attr]
+    release.set()
+
+
+def test_stop_from_inside_a_callback(make_elector: ElectorFactory) -> None:
+    elector = make_elector("x")
+    rec = Recorder(elector)
+    returned: list[float] = []
+
+    @elector.on_elected
+    def stop_now(term: Term) -> None:
+        t0 = time.monotonic()
+        elector.stop()
+        returned.append(time.monotonic() - t0)
+
+    elector.start()
+    assert wait_until(lambda: elector.stopped, 10)
+    assert returned and returned[0] < 1
+    assert rec.kinds("elected", "demoted") == ["elected", "demoted"]
+    assert wait_until(lambda: not leaderelect_threads_of(elector.name), 5)
+
+
+def leaderelect_threads_of(name: str) -> list[str]:
+    return [t for t in leaderelect_threads() if t.endswith(name)]
+
+
+def test_resign_from_inside_a_callback(make_elector: ElectorFactory) -> None:
+    a = make_elector("a")
+    resigned = threading.Event()
+
+    @a.on_elected
+    def hand_over(term: Term) -> None:
+        if not resigned.is_set():
+            resigned.set()
+            assert a.resign(cooldown=5) is True
+
+    a.start()
+    b = make_elector("b").start()
+    assert wait_until(lambda: b.is_leader, 10)
+    assert resigned.is_set()
+    assert not a.is_leader
+
+
+def test_nothing_left_after_stop(make_elector: ElectorFactory, etcd3_client: Any, name: str) -> None:
+    before = set(leaderelect_threads())
+    electors = [make_elector(f"c{i}").start() for i in range(2)]
+    assert wait_until(lambda: len(leaders(electors)) == 1, 10)
+    leases = [e._session.lease.id for e in electors]  # type: ignore[union-attr]
+    for e in electors:
+        e.stop()
+    assert set(leaderelect_threads()) <= before
+    assert list(etcd3_client.get_prefix(f"{name}/")) == []
+    for lease_id in leases:
+        assert etcd3_client.get_lease_info(lease_id).TTL == -1  # revoked, not left to expire
+
+
+def test_subclass_hooks_then_registered_callbacks(make_elector: ElectorFactory, etcd: EtcdServer, name: str) -> None:
+    calls: list[str] = []
+
+    class Scheduler(LeaderElector):
+        def elected(self, term: Term) -> None:
+            calls.append(f"hook elected {term.value}")
+
+        def demoted(self, term: Term, reason: DemotionReason) -> None:
+            calls.append(f"hook demoted {reason}")
+
+        def leader_changed(self, leader: Any) -> None:
+            calls.append("hook leader_changed")
+
+    elector = Scheduler(name, "sub", endpoints=etcd.endpoint, ttl=2)
+    elector.on_elected(lambda term: calls.append("callback elected"))
+    with elector:
+        assert elector.wait_elected(10)
+        assert wait_until(lambda: "callback elected" in calls, 5)
+    assert calls.index("hook elected sub") < calls.index("callback elected")
+    assert calls[-1] == "hook demoted stopped"
+    assert "hook leader_changed" in calls
+
+
+def test_start_twice_and_use_after_stop(make_elector: ElectorFactory) -> None:
+    elector = make_elector("x").start()
+    with pytest.raises(ElectorStateError, match="already started"):
+        elector.start()
+    elector.stop()
+    with pytest.raises(ElectorStateError):
+        elector.start()
+    with pytest.raises(ElectorStateError):
+        elector.resign()
+
+
+def test_elector_inherited_across_fork_raises(make_elector: ElectorFactory) -> None:
+    elector = make_elector("x").start()
+    assert elector.wait_elected(10)
+    pid = os.fork()
+    if pid == 0:  # the child: every use must raise, not touch the parent's gRPC state
+        code = 1
+        try:
+            elector.wait_elected(0)
+        except ElectorStateError:
+            code = 0
+        os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.WEXITSTATUS(status) == 0
+    assert elector.is_leader  # the parent is unaffected
+
+
+def test_unreachable_etcd_is_retried_and_stop_returns(name: str) -> None:
+    before = set(leaderelect_threads())
+    elector = LeaderElector(name, endpoints=f"127.0.0.1:{free_port()}", ttl=2, call_timeout=0.5)
+    elector.start()
+    t0 = time.monotonic()
+    assert elector.wait_elected(1.5) is False
+    assert 1.4 < time.monotonic() - t0 < 3
+    assert elector.leader is None
+    assert not elector.observation.known
+    t0 = time.monotonic()
+    elector.stop()
+    assert time.monotonic() - t0 < 5
+    assert wait_until(lambda: set(leaderelect_threads()) <= before, 5)
+
+
+def test_shared_session_serves_several_elections(etcd: EtcdServer, name: str) -> None:
+    before = set(leaderelect_threads())
+    with Session(etcd.endpoint, ttl=2) as session:
+        a = LeaderElector(f"{name}-a", session=session).start()
+        b = LeaderElector(f"{name}-b", session=session).start()
+        assert a.wait_elected(10) and b.wait_elected(10)
+        assert a.term.lease_id == b.term.lease_id  # type: ignore[union-attr]
+        a.stop()
+        assert b.is_leader
+        assert session.lease is not None  # a's stop did not close the shared session
+        b.stop()
+    assert wait_until(lambda: set(leaderelect_threads()) <= before, 5)
+
+
+def test_participants_in_queue_order(make_elector: ElectorFactory) -> None:
+    electors = []
+    for i in range(3):
+        electors.append(make_elector(f"c{i}").start())
+        assert wait_until(lambda n=i + 1: len(electors[0].participants()) == n, 10)
+    queue = electors[0].participants()
+    assert [c.value for c in queue] == ["c0", "c1", "c2"]
+    assert [c.token for c in queue] == sorted(c.token for c in queue)
+
+
+def test_etcd_restart_unknown_leader_then_a_leader_again(fresh_etcd: EtcdServer, name: str) -> None:
+    before = set(leaderelect_threads())
+    elector = LeaderElector(name, "me", endpoints=fresh_etcd.endpoint, ttl=2, call_timeout=0.5)
+    rec = Recorder(elector)
+    with elector:
+        assert elector.wait_elected(10)
+        old = elector.term
+        assert old is not None
+        fresh_etcd.kill()
+        # the leader demotes itself at its deadline; the observer reports no stale leader
+        assert wait_until(lambda: not elector.is_leader, 3)
+        assert wait_until(lambda: not elector.observation.known and elector.leader is None, 10)
+        assert any(k == "leader_changed" and a == (None,) for _, k, a in rec.events)
+        fresh_etcd.start()
+        assert wait_until(lambda: elector.is_leader, 15)
+        new = elector.term
+        assert new is not None and new.lease_id != old.lease_id and new.fencing_token > old.fencing_token
+    assert rec.kinds("elected", "demoted") == ["elected", "demoted", "elected", "demoted"]
+    reasons = [a[1] for _, k, a in rec.events if k == "demoted"]
+    assert reasons == [DemotionReason.DEADLINE_PASSED, DemotionReason.STOPPED]
+    assert wait_until(lambda: set(leaderelect_threads()) <= before, 5)

@@ -1,0 +1,92 @@
+"""TLS with client certificates, and user/password auth, against real etcd servers."""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from leaderelect import LeaderElector
+from leaderelect.testing import EtcdServer, TLSPaths, find_etcd, wait_until
+from tests.certs import make_certs
+from tests.conftest import leaderelect_threads
+
+
+@pytest.fixture(scope="module")
+def tls_etcd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[EtcdServer, TLSPaths]]:
+    server_paths, client_paths = make_certs(tmp_path_factory.mktemp("certs"))
+    with EtcdServer(tls=server_paths) as server:
+        yield server, client_paths
+
+
+def test_tls_with_client_certificate(tls_etcd: tuple[EtcdServer, TLSPaths], name: str) -> None:
+    server, paths = tls_etcd
+    elector = LeaderElector(
+        name,
+        "tls",
+        endpoints=f"https://{server.endpoint}",
+        ttl=2,
+        tls_ca=paths.ca,
+        tls_cert=paths.cert,
+        tls_key=paths.key,
+    )
+    with elector:
+        assert elector.wait_elected(10)
+        assert wait_until(lambda: elector.leader is not None and elector.leader.value == "tls", 5)
+
+
+def test_tls_without_client_certificate_is_refused_and_retried(
+    tls_etcd: tuple[EtcdServer, TLSPaths], name: str
+) -> None:
+    server, paths = tls_etcd
+    before = set(leaderelect_threads())
+    elector = LeaderElector(name, endpoints=f"https://{server.endpoint}", ttl=2, tls_ca=paths.ca, call_timeout=0.5)
+    with elector:
+        assert not elector.wait_elected(2)
+    assert wait_until(lambda: set(leaderelect_threads()) <= before, 5)
+
+
+def _etcdctl(server: EtcdServer, *args: str) -> None:
+    subprocess.run(
+        [find_etcd("etcdctl"), "--endpoints", server.endpoint, *args], check=True, capture_output=True, timeout=20
+    )
+
+
+@pytest.fixture
+def auth_etcd() -> Iterator[EtcdServer]:
+    with EtcdServer() as server:
+        _etcdctl(server, "user", "add", "root:rootpw")
+        _etcdctl(server, "auth", "enable")
+        yield server
+
+
+def test_auth_and_reauthentication_after_restart(auth_etcd: EtcdServer, name: str) -> None:
+    elector = LeaderElector(
+        name, "authed", endpoints=auth_etcd.endpoint, ttl=2, user="root", password="rootpw", call_timeout=0.5
+    )
+    with elector:
+        assert elector.wait_elected(10)
+        token_before = elector._session.client._token
+        assert token_before
+        # simple tokens live in the server's memory: a restart invalidates them
+        auth_etcd.restart()
+        assert wait_until(lambda: not elector.is_leader, 5)
+        assert wait_until(lambda: elector.is_leader, 20)
+        assert elector._session.client._token != token_before
+
+
+def test_wrong_password_never_elects_and_stops_cleanly(auth_etcd: EtcdServer, name: str) -> None:
+    before = set(leaderelect_threads())
+    elector = LeaderElector(name, endpoints=auth_etcd.endpoint, ttl=2, user="root", password="wrong")
+    with elector:
+        assert not elector.wait_elected(2)
+    assert wait_until(lambda: set(leaderelect_threads()) <= before, 5)
+
+
+def test_unreadable_tls_file_is_a_configuration_error(tmp_path: Path, name: str) -> None:
+    from leaderelect import ConfigurationError
+
+    with pytest.raises(ConfigurationError, match="cannot be read"):
+        LeaderElector(name, tls_ca=str(tmp_path / "missing.pem"))

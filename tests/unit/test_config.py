@@ -1,0 +1,103 @@
+"""Every bad input is a ConfigurationError (a ValueError) at construction."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from leaderelect import ConfigurationError, LeaderElector, Session
+from leaderelect._config import check_guard, default_guard, parse_endpoints
+
+BAD = [
+    ({"name": ""}, "must not be empty"),
+    ({"name": "   "}, "must not be empty"),
+    ({"name": "jobs/"}, "must not end with '/'"),
+    ({"name": "a\nb"}, "control characters"),
+    ({"name": 42}, "must be a str"),
+    ({"name": "x" * 2000}, "longer than 1024"),
+    ({"ttl": 1}, "between 2 and"),
+    ({"ttl": 0}, "between 2 and"),
+    ({"ttl": 2.5}, "whole seconds"),
+    ({"ttl": True}, "whole number"),
+    ({"ttl": "10"}, "whole number"),
+    ({"ttl": 3, "guard": 2.0}, "no renewal window"),
+    ({"ttl": 10, "guard": -1}, "must not be negative"),
+    ({"guard": float("nan")}, "finite"),
+    ({"call_timeout": 0}, "must be positive"),
+    ({"call_timeout": -1.0}, "must not be negative"),
+    ({"demote_timeout": -1}, "must not be negative"),
+    ({"endpoints": ""}, "at least one"),
+    ({"endpoints": "localhost"}, "host:port"),
+    ({"endpoints": "127.0.0.1:abc"}, "host:port"),
+    ({"endpoints": "127.0.0.1:70000"}, "host:port"),
+    ({"endpoints": ":2379"}, "host:port"),
+    ({"endpoints": 2379}, "must be a str"),
+    ({"endpoints": ["127.0.0.1:2379", None]}, "is not a str"),
+    ({"value": 12}, "str or bytes"),
+    ({"tls_cert": "/nonexistent/cert.pem"}, "go together"),
+    ({"tls_ca": "/nonexistent/ca.pem"}, "cannot be read"),
+    ({"user": "root"}, "password must be a str"),
+    ({"password": "secret"}, "user must be a non-empty str"),
+]
+
+
+@pytest.mark.parametrize(("overrides", "message"), BAD, ids=[str(b[0])[:50] for b in BAD])
+def test_bad_settings_raise_configuration_error(overrides: dict[str, Any], message: str) -> None:
+    kwargs: dict[str, Any] = {"name": "jobs", "endpoints": "127.0.0.1:1"}
+    kwargs.update(overrides)
+    with pytest.raises(ConfigurationError, match=message) as info:
+        LeaderElector(kwargs.pop("name"), **kwargs)
+    assert isinstance(info.value, ValueError)
+
+
+def test_tls_file_that_is_not_pem(tmp_path: Path) -> None:
+    bogus = tmp_path / "ca.pem"
+    bogus.write_text("hello")
+    with pytest.raises(ConfigurationError, match="not a PEM file"):
+        LeaderElector("jobs", tls_ca=str(bogus))
+
+
+def test_non_callable_callback() -> None:
+    elector = LeaderElector("jobs", endpoints="127.0.0.1:1")
+    with pytest.raises(ConfigurationError, match="needs a callable"):
+        elector.on_elected("not a function")  # type: ignore[type-var]
+    elector.stop()
+
+
+def test_session_settings_belong_to_the_session() -> None:
+    session = Session("127.0.0.1:1", ttl=5)
+    with pytest.raises(ConfigurationError, match="ttl belong to the shared session"):
+        LeaderElector("jobs", session=session, ttl=3)
+    with pytest.raises(ConfigurationError, match=r"must be a leaderelect\.Session"):
+        LeaderElector("jobs", session="127.0.0.1:2379")  # type: ignore[arg-type]
+    session.close()
+
+
+def test_endpoints_parse() -> None:
+    endpoints, https = parse_endpoints("http://127.0.0.1:2379, 10.0.0.2:2379,[::1]:2380")
+    assert [e.target for e in endpoints] == ["127.0.0.1:2379", "10.0.0.2:2379", "[::1]:2380"]
+    assert not https
+    assert parse_endpoints(["https://etcd.example:2379"])[1]
+
+
+@pytest.mark.parametrize(("ttl", "guard"), [(2, 0.5), (5, 0.5), (10, 1.0), (60, 6.0)])
+def test_default_guard(ttl: int, guard: float) -> None:
+    assert default_guard(ttl) == guard
+    assert check_guard(ttl, None) == guard
+
+
+def test_negative_guard_only_through_the_test_knob() -> None:
+    with pytest.raises(ConfigurationError):
+        check_guard(2, -0.5)
+    assert check_guard(2, -0.5, allow_unsafe=True) == -0.5
+
+
+def test_good_settings_construct_without_network() -> None:
+    elector = LeaderElector("jobs/eu-west", b"raw", endpoints=["127.0.0.1:1", "127.0.0.1:2"], ttl=2, guard=0.3)
+    assert elector.ttl == 2
+    assert not elector.is_leader
+    assert elector.leader is None
+    elector.stop()
+    elector.stop()  # idempotent

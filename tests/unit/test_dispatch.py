@@ -1,0 +1,91 @@
+"""The dispatcher: order, isolation of raising and slow callbacks, close from inside."""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+import pytest
+
+from leaderelect._dispatch import Dispatcher
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_runs_in_submission_order_on_its_own_thread() -> None:
+    seen: list[tuple[int, str]] = []
+    d = Dispatcher("t", slow_after=1.0)
+    d.start()
+    for i in range(100):
+        d.submit("x", [lambda i=i: seen.append((i, threading.current_thread().name))])
+    assert d.close(5)
+    assert [i for i, _ in seen] == list(range(100))
+    assert {name for _, name in seen} == {"leaderelect-callbacks-t"}
+
+
+def test_raising_callback_is_logged_and_the_next_one_runs(caplog: pytest.LogCaptureFixture) -> None:
+    seen: list[str] = []
+
+    def boom() -> None:
+        raise RuntimeError("boom")
+
+    d = Dispatcher("t", slow_after=1.0)
+    d.start()
+    done = d.submit("on_elected", [boom, lambda: seen.append("after")])
+    assert done.wait(5)
+    assert d.close(5)
+    assert seen == ["after"]
+    assert any("raised" in r.message and r.exc_info for r in caplog.records)
+
+
+def test_slow_callback_warns(caplog: pytest.LogCaptureFixture) -> None:
+    clock = FakeClock()
+
+    def slow() -> None:
+        clock.now += 5.0
+
+    d = Dispatcher("t", slow_after=1.0, clock=clock)
+    d.start()
+    with caplog.at_level(logging.WARNING):
+        d.submit("on_demoted", [slow]).wait(5)
+        d.submit("on_demoted", [lambda: None]).wait(5)
+    d.close(5)
+    slow_warnings = [r for r in caplog.records if "took" in r.message]
+    assert len(slow_warnings) == 1
+    assert "5.00 s" in slow_warnings[0].getMessage()
+
+
+def test_close_from_inside_a_callback_does_not_deadlock() -> None:
+    d = Dispatcher("t", slow_after=1.0)
+    d.start()
+    result: list[bool] = []
+    d.submit("x", [lambda: result.append(d.close(5))]).wait(5)
+    assert result == [True]
+    assert d.in_dispatcher() is False
+    d._thread.join(5)
+    assert not d._thread.is_alive()
+
+
+def test_submit_after_close_is_dropped_but_signalled() -> None:
+    d = Dispatcher("t", slow_after=1.0)
+    d.start()
+    d.close(5)
+    ran: list[int] = []
+    assert d.submit("x", [lambda: ran.append(1)]).is_set()
+    assert ran == []
+
+
+def test_close_gives_up_on_a_hung_callback() -> None:
+    release = threading.Event()
+    d = Dispatcher("t", slow_after=10.0)
+    d.start()
+    d.submit("x", [lambda: release.wait(10)])
+    assert d.close(0.2) is False
+    release.set()
+    d._thread.join(5)

@@ -1,0 +1,52 @@
+"""Deadline arithmetic of a lease, with an injected clock."""
+
+from __future__ import annotations
+
+from leaderelect.session import Lease
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_alive_until_the_deadline_then_not_without_any_event() -> None:
+    clock = FakeClock()
+    # granted at t_send=100 with ttl 2 and guard 0.5: trusted until 101.5
+    lease = Lease(1, 2, 100.0 + 2 - 0.5, clock)
+    clock.now = 101.49
+    assert lease.alive()
+    clock.now = 101.5
+    assert not lease.alive()  # a paused process reads False the instant it resumes late
+    assert lease.lost_reason is None  # nobody had to notice
+
+
+def test_extend_moves_forward_only() -> None:
+    clock = FakeClock()
+    lease = Lease(1, 2, 101.5, clock)
+    lease.extend(102.0)
+    assert lease.valid_until == 102.0
+    lease.extend(101.0)  # a late answer to an older renewal must not pull it back
+    assert lease.valid_until == 102.0
+
+
+def test_lost_is_final() -> None:
+    clock = FakeClock()
+    lease = Lease(1, 2, 101.5, clock)
+    assert lease.lose("deadline passed")
+    assert not lease.lose("again")
+    assert lease.lost_reason == "deadline passed"
+    lease.extend(200.0)  # a renewal answer after the loss never revives it
+    assert lease.valid_until == 101.5
+    assert not lease.alive()
+
+
+def test_remaining() -> None:
+    clock = FakeClock()
+    lease = Lease(1, 2, 101.5, clock)
+    assert lease.remaining() == 1.5
+    clock.now = 102.0
+    assert lease.remaining() == -0.5
