@@ -397,7 +397,7 @@ class FaultProxy:
                 if self.latency > 0:
                     self._closed.wait(self.latency)
                 dst.sendall(data)
-        except OSError:
+        except (OSError, ValueError):  # reset or closed under us
             pass
         finally:
             for sock in (src, dst):
