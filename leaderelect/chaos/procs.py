@@ -22,9 +22,8 @@ class Contender:
 
     def start(self) -> Contender:
         cmd = [sys.executable, "-m", "leaderelect.chaos.contender", "--history", self.history, *self.args]
-        self.proc = subprocess.Popen(
-            cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=open(self.history + ".stderr", "ab")
-        )  # noqa: SIM115
+        with open(self.history + ".stderr", "ab") as stderr:
+            self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=stderr)
         return self
 
     @property
