@@ -19,7 +19,7 @@ import threading
 import time
 from typing import IO, Any
 
-from leaderelect import LeaderElector, Term, election
+from leaderelect import EtcdError, LeaderElector, Term, election
 
 PERIOD = 0.1
 
@@ -44,6 +44,21 @@ def _gil_hog(stop: threading.Event, seconds: float) -> None:
         while time.monotonic() < end:
             for i in range(10_000):
                 x += i
+
+
+def _stale_write(elector: LeaderElector, term: Term, data_key: str, history: History) -> None:
+    """Send the old term's fenced write, bypassing the local check (3 tries: the connection
+    may be re-established right after a pause)."""
+    for _ in range(3):
+        try:
+            accepted = election.fenced_txn(
+                elector._session.client, term.key.encode(), term.fencing_token, {data_key.encode(): b"stale"}, []
+            )
+        except EtcdError as err:
+            history.log("fenced_write", token=term.fencing_token, accepted=False, stale=True, error=str(err)[:200])
+            continue
+        history.log("fenced_write", token=term.fencing_token, accepted=accepted, stale=True)
+        return
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -97,15 +112,8 @@ def main(argv: list[str] | None = None) -> int:
             ended = current is None or last_term is None or current.fencing_token != last_term.fencing_token
             if now - last_loop > 1.0 and last_term is not None and ended:
                 # We were paused. Try the stale term's write straight at etcd: it must be rejected.
-                accepted = election.fenced_txn(
-                    elector._session.client,
-                    last_term.key.encode(),
-                    last_term.fencing_token,
-                    {data_key.encode(): b"stale"},
-                    [],
-                )
                 history.log("resumed", gap=now - last_loop, is_leader=elector.is_leader)
-                history.log("fenced_write", token=last_term.fencing_token, accepted=accepted, stale=True)
+                _stale_write(elector, last_term, data_key, history)
             last_loop = now
             term = elector.term
             if term is None:

@@ -75,8 +75,10 @@ def test_sigstop_longer_than_ttl_resumes_demoted_and_fenced_off(
     assert demoted is not None and demoted["reason"] == "deadline passed" and demoted["token"] == old_token
     resumed = leader.last("resumed")
     assert resumed is not None and resumed["is_leader"] is False
-    stale = [e for e in after if e["ev"] == "fenced_write" and e.get("stale")]
-    assert stale and stale[0]["accepted"] is False  # etcd itself rejected the old term's write
+    assert wait_until(lambda: any(e.get("stale") and "error" not in e for e in leader.events()), 5)
+    stale = [e for e in leader.events() if e["ev"] == "fenced_write" and e.get("stale")]
+    assert all(e["accepted"] is False for e in stale)
+    assert any("error" not in e for e in stale)  # etcd answered, and rejected the old term's write
     successor = next(e for c in others if (e := elected_after(c, t_stop)))
     assert successor["token"] > old_token
 
