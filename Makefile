@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
 
-.PHONY: demo test unit integration lint typecheck proto proto-range clean
+.PHONY: demo test unit integration lint typecheck proto proto-range chaos clean
 
 $(STAMP): setup.cfg setup.py pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -46,5 +46,13 @@ proto-range: $(STAMP)
 	.venv-oldest/bin/python -c "import google.protobuf, grpc; print('oldest pair OK: protobuf', google.protobuf.__version__, 'grpcio', grpc.__version__)"
 	$(BIN)/python -c "import google.protobuf, grpc; print('newest pair OK: protobuf', google.protobuf.__version__, 'grpcio', grpc.__version__)"
 
+## make chaos: random faults against 5 contenders and a 3-member cluster, then the safety check
+DURATION ?= 600
+CONTENDERS ?= 5
+TTL ?= 2
+chaos: $(STAMP)
+	$(BIN)/python -m leaderelect.chaos run --duration $(DURATION) --contenders $(CONTENDERS) --ttl $(TTL) \
+		--out chaos-out/$$(date +%Y%m%d-%H%M%S) --report chaos-out/last-report.md
+
 clean:
-	rm -rf $(VENV) .venv-oldest .venv-proto *.egg-info .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .venv-oldest .venv-proto chaos-out *.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import queue
 import select
 import shutil
 import signal
@@ -311,7 +312,7 @@ class FaultProxy:
 
     Modes: ``"pass"``; ``"blackhole"`` (connections stay open, nothing is forwarded,
     like a partition: data waits in the socket buffers); ``"reset"`` (every connection
-    is reset, new ones too); latency via ``latency=`` seconds added to each chunk.
+    is reset, new ones too); ``latency=`` seconds added to each chunk in each direction.
     """
 
     def __init__(self, target: str) -> None:
@@ -377,12 +378,18 @@ class FaultProxy:
             except OSError:
                 _reset(client)
                 continue
+            for sock in (client, upstream):  # small gRPC frames must not wait for Nagle
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             with self._lock:
                 self._socks += [client, upstream]
             self._spawn(self._pump, "up", client, upstream)
             self._spawn(self._pump, "down", upstream, client)
 
     def _pump(self, src: socket.socket, dst: socket.socket) -> None:
+        """Read from *src* into a delay line; a writer thread sends each chunk when it is due,
+        so latency is added once per chunk, not accumulated behind a queue."""
+        line: queue.Queue[tuple[float, bytes] | None] = queue.Queue()
+        self._spawn(self._deliver, "deliver", line, src, dst)
         try:
             while not self._closed.is_set():
                 # In a blackhole nothing is read, so nothing is lost: it flows again on heal.
@@ -394,10 +401,23 @@ class FaultProxy:
                 data = src.recv(65536)
                 if not data:
                     break
-                if self.latency > 0:
-                    self._closed.wait(self.latency)
-                dst.sendall(data)
+                line.put((time.monotonic() + self.latency, data))
         except (OSError, ValueError):  # reset or closed under us
+            pass
+        finally:
+            line.put(None)
+
+    def _deliver(self, line: queue.Queue[tuple[float, bytes] | None], src: socket.socket, dst: socket.socket) -> None:
+        try:
+            while True:
+                item = line.get()
+                if item is None:
+                    break
+                due, data = item
+                if self._closed.wait(max(0.0, due - time.monotonic())):
+                    break
+                dst.sendall(data)
+        except (OSError, ValueError):
             pass
         finally:
             for sock in (src, dst):

@@ -2,14 +2,17 @@
 
 Every line has ``t`` (``time.monotonic()``: CLOCK_MONOTONIC is host-wide, so all
 contenders share one clock), ``pid`` and ``ev``. While leading it acts every ~100 ms:
-check ``is_leader``, record ``act``, then a fenced write guarded by the term's token.
-After a pause (a loop gap over a second) it also tries one write with the *stale* term,
-bypassing the local check, to show that etcd itself rejects it.
+check ``is_leader``, record ``act``, then a fenced write guarded by the term's token
+(``t_send`` is when the write was sent). After a pause (a loop gap over a second) it
+tries one write with the *stale* term, bypassing the local check, to show that etcd itself
+rejects it. ``SIGUSR2`` starts a GIL hog: a thread that holds the GIL ~0.5 s at a time for
+``--gil-hog`` seconds. At exit it records what ``stop()`` left behind (threads, sockets).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import faulthandler
 import json
 import os
@@ -17,6 +20,7 @@ import signal
 import sys
 import threading
 import time
+from collections import Counter
 from typing import IO, Any
 
 from leaderelect import EtcdError, LeaderElector, Term, election
@@ -36,20 +40,55 @@ class History:
             self._file.flush()
 
 
-def _gil_hog(stop: threading.Event, seconds: float) -> None:
-    """Hold the GIL in pure Python for *seconds* at a time, every other second."""
-    while not stop.wait(1.0):
-        end = time.monotonic() + seconds
-        x = 0
-        while time.monotonic() < end:
-            for i in range(10_000):
-                x += i
+def _hold_gil(seconds: float) -> None:
+    """Hold the GIL for about *seconds*: sum() over a range runs in C without releasing it."""
+    end = time.monotonic() + seconds
+    chunk = 2_000_000
+    while time.monotonic() < end:
+        sum(range(chunk))
+
+
+def _gil_hog(stop: threading.Event, total: float, history: History) -> None:
+    history.log("gil_hog", seconds=total)
+    end = time.monotonic() + total
+    while time.monotonic() < end and not stop.is_set():
+        _hold_gil(0.5)
+        if stop.wait(0.2):
+            return
+
+
+def _fd_targets() -> list[str]:
+    """What each open fd points at (Linux); empty elsewhere."""
+    folder = f"/proc/{os.getpid()}/fd"
+    targets = []
+    for fd in os.listdir(folder) if os.path.isdir(folder) else []:
+        with contextlib.suppress(OSError):  # the fd of the listing itself, closed meanwhile
+            targets.append(os.readlink(os.path.join(folder, fd)))
+    return sorted(targets)
+
+
+def _sockets() -> list[str]:
+    """Open sockets: connections are what stop() must close. (gRPC's process-wide pollers,
+    eventfds and pipes are created lazily on first use and kept; they are not a leak.)"""
+    return [t for t in _fd_targets() if t.startswith("socket:")]
+
+
+def _sockets_after_stop(before: list[str], grace: float = 2.0) -> list[str]:
+    """Sockets opened since *before* that are still open, after up to *grace* seconds
+    (gRPC closes a channel's sockets on its own threads, shortly after close())."""
+    deadline = time.monotonic() + grace
+    while True:
+        new = sorted((Counter(_sockets()) - Counter(before)).elements())
+        if not new or time.monotonic() > deadline:
+            return new
+        threading.Event().wait(0.05)
 
 
 def _stale_write(elector: LeaderElector, term: Term, data_key: str, history: History) -> None:
     """Send the old term's fenced write, bypassing the local check (3 tries: the connection
     may be re-established right after a pause)."""
     for _ in range(3):
+        t_send = time.monotonic()
         try:
             accepted = election.fenced_txn(
                 elector._session.client, term.key.encode(), term.fencing_token, {data_key.encode(): b"stale"}, []
@@ -57,7 +96,7 @@ def _stale_write(elector: LeaderElector, term: Term, data_key: str, history: His
         except EtcdError as err:
             history.log("fenced_write", token=term.fencing_token, accepted=False, stale=True, error=str(err)[:200])
             continue
-        history.log("fenced_write", token=term.fencing_token, accepted=accepted, stale=True)
+        history.log("fenced_write", token=term.fencing_token, accepted=accepted, stale=True, t_send=t_send)
         return
 
 
@@ -72,11 +111,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--keepalive-time", type=float, default=6.0, help="0 turns gRPC keepalive off")
     parser.add_argument("--history", required=True)
     parser.add_argument("--data-key", default=None, help="the key fenced writes go to")
-    parser.add_argument("--gil-hog", type=float, default=0.0, help="hold the GIL this long every other second")
+    parser.add_argument("--gil-hog", type=float, default=3.0, help="seconds a SIGUSR2 GIL hog lasts")
     args = parser.parse_args(argv)
 
     faulthandler.register(signal.SIGUSR1)  # `kill -USR1 <pid>` dumps every thread's stack to stderr
     history = History(args.history)
+    stop = threading.Event()
+    hog_stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+
+    def start_hog(*_: Any) -> None:
+        thread = threading.Thread(target=_gil_hog, args=(hog_stop, args.gil_hog, history), name="gil-hog")
+        thread.daemon = True
+        thread.start()
+
+    signal.signal(signal.SIGUSR2, start_hog)
+
+    sockets_before = _sockets()
     elector = LeaderElector(
         args.name,
         f"pid-{os.getpid()}",
@@ -87,24 +139,21 @@ def main(argv: list[str] | None = None) -> int:
         keepalive_time=args.keepalive_time or None,
         _allow_unsafe_guard=args.unsafe_guard,
     )
-    elector.on_elected(lambda term: history.log("elected", token=term.fencing_token, valid_until=term.valid_until))
+    elector.on_elected(
+        lambda term: history.log("elected", token=term.fencing_token, valid_until=term.valid_until, lease=term.lease_id)
+    )
     elector.on_demoted(lambda term, reason: history.log("demoted", token=term.fencing_token, reason=str(reason)))
     elector.on_leader_changed(
         lambda leader: history.log(
             "leader_changed", token=leader.token if leader else None, value=leader.value if leader else None
         )
     )
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    signal.signal(signal.SIGINT, lambda *_: stop.set())
-    hog_stop = threading.Event()
-    if args.gil_hog > 0:
-        threading.Thread(target=_gil_hog, args=(hog_stop, args.gil_hog), name="gil-hog", daemon=True).start()
     data_key = args.data_key or f"{args.name}-data"
-    history.log("start", ttl=args.ttl)
+    history.log("start", ttl=args.ttl, sockets=len(sockets_before))
     elector.start()
     last_term: Term | None = None
     last_loop = time.monotonic()
+    leases: set[int] = set()
     try:
         while not stop.wait(PERIOD):
             now = time.monotonic()
@@ -115,21 +164,33 @@ def main(argv: list[str] | None = None) -> int:
                 history.log("resumed", gap=now - last_loop, is_leader=elector.is_leader)
                 _stale_write(elector, last_term, data_key, history)
             last_loop = now
+            t_check = time.monotonic()  # read before is_leader: the term was valid at or after it
             term = elector.term
             if term is None:
                 continue
             last_term = term
-            history.log("act", token=term.fencing_token, valid_until=term.valid_until)
+            leases.add(term.lease_id)
+            history.log("act", token=term.fencing_token, valid_until=term.valid_until, t_check=t_check)
+            t_send = time.monotonic()
             try:
                 accepted = elector.fenced_put(data_key, f"{os.getpid()}:{term.fencing_token}", term=term)
-            except Exception as err:  # an unreachable etcd: the write is neither accepted nor lost
+            except EtcdError as err:  # an unreachable etcd: the write is neither accepted nor lost
                 history.log("fenced_write", token=term.fencing_token, accepted=False, error=str(err)[:200])
                 continue
-            history.log("fenced_write", token=term.fencing_token, accepted=accepted)
+            history.log("fenced_write", token=term.fencing_token, accepted=accepted, t_send=t_send)
     finally:
         hog_stop.set()
+        t_stop = time.monotonic()
+        lease = elector._session.lease
         elector.stop()
-        history.log("exit")
+        left = [t.name for t in threading.enumerate() if t.name.startswith("leaderelect-")]
+        history.log(
+            "exit",
+            stop_seconds=time.monotonic() - t_stop,
+            threads_left=left,
+            sockets_left=_sockets_after_stop(sockets_before),
+            leases=sorted(leases | ({lease.id} if lease else set())),
+        )
     return 0
 
 

@@ -1,0 +1,398 @@
+"""The nemesis: a 3-member etcd cluster on loopback, contender processes that reach it
+through per-contender fault proxies, and the faults of RELIABILITY.md's schedule.
+
+Each fault is recorded as a window ``{fault, start, end, ...}`` in ``faults.jsonl``;
+contender histories land beside it, one file per process.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import signal
+import threading
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+from leaderelect import election
+from leaderelect._config import default_guard, parse_endpoints
+from leaderelect._etcd import EtcdClient, prefix_end
+from leaderelect.chaos.procs import Contender
+from leaderelect.exceptions import EtcdError
+from leaderelect.testing import EtcdCluster, FaultProxy, wait_until
+
+NAME = "chaos"
+FAULTS = (
+    "kill9_leader",
+    "pause_leader",
+    "partition_leader",
+    "partition_follower",
+    "member_kill",
+    "quorum_loss",
+    "whole_restart",
+    "slow_network",
+    "gil_hog",
+    "blackhole_no_keepalive",
+)
+
+
+class Slot:
+    """A contender position: its proxies (one per etcd member) and its current process."""
+
+    def __init__(self, index: int, proxies: list[FaultProxy], keepalive_off: bool) -> None:
+        self.index = index
+        self.proxies = proxies
+        self.keepalive_off = keepalive_off
+        self.contender: Contender | None = None
+        self.generation = 0
+
+    def set_network(self, mode: str, latency: float = 0.0) -> None:
+        for proxy in self.proxies:
+            proxy.set_mode(mode, latency)
+
+
+class Harness:
+    """Runs contenders against a cluster and injects faults; ``close()`` cleans up everything."""
+
+    def __init__(
+        self,
+        out: Path,
+        *,
+        contenders: int = 3,
+        ttl: int = 2,
+        guard: float | None = None,
+        unsafe_guard: bool = False,
+        seed: int = 0,
+        say: Callable[[str], None] = print,
+    ) -> None:
+        self.out = out
+        self.out.mkdir(parents=True, exist_ok=True)
+        self.ttl = ttl
+        self.guard = guard
+        self.unsafe_guard = unsafe_guard
+        self.random = random.Random(seed)
+        self.say = say
+        self.n = contenders
+        self.call_timeout = 1.0
+        self.cluster = EtcdCluster(3)
+        self.slots: list[Slot] = []
+        self.client: EtcdClient | None = None
+        self._faults = open(out / "faults.jsonl", "a", buffering=1)  # noqa: SIM115 - closed in close()
+        self._latency_step = 0
+
+    # -- setup and teardown -----------------------------------------------------------------
+
+    def start(self) -> None:
+        self.cluster.start()
+        self.client = EtcdClient(parse_endpoints(self.cluster.endpoints)[0], call_timeout=1.0, keepalive_time=None)
+        for i in range(self.n):
+            proxies = [FaultProxy(m.endpoint) for m in self.cluster.members]
+            # the first slot runs without gRPC keepalive, for the blackhole_no_keepalive fault
+            self.slots.append(Slot(i, proxies, keepalive_off=(i == 0)))
+        for slot in self.slots:
+            self._launch(slot)
+        self.settle(30)
+
+    def _launch(self, slot: Slot) -> None:
+        slot.generation += 1
+        history = str(self.out / f"c{slot.index}-{slot.generation}.jsonl")
+        args = [
+            "--name",
+            NAME,
+            "--endpoints",
+            ",".join(p.endpoint for p in slot.proxies),
+            "--ttl",
+            str(self.ttl),
+            "--call-timeout",
+            str(self.call_timeout),
+        ]
+        if slot.keepalive_off:
+            args += ["--keepalive-time", "0"]
+        if self.guard is not None:
+            args += ["--guard", str(self.guard)]
+        if self.unsafe_guard:
+            args += ["--unsafe-guard"]
+        slot.contender = Contender(history, args).start()
+
+    def finish(self) -> dict[str, Any]:
+        """Quiesce, record the final leader, stop every contender, check the server is clean."""
+        for slot in self.slots:
+            slot.set_network("pass")
+            if slot.contender is None or not slot.contender.alive:
+                self._launch(slot)
+        leader = self.settle(30)
+        time.sleep(2)
+        final = None
+        if leader is not None:
+            current = self._etcd_leader()
+            if current is not None:
+                final = {"t": time.monotonic(), "token": current.token}
+        for slot in self.slots:
+            if slot.contender is not None and slot.contender.alive:
+                slot.contender.proc.send_signal(signal.SIGTERM)  # type: ignore[union-attr]
+        for slot in self.slots:
+            if slot.contender is not None:
+                slot.contender.stop(30)
+        server = self._server_after_stop()
+        guard = self.guard if self.guard is not None else default_guard(self.ttl)
+        run = {
+            "ttl": self.ttl,
+            "guard": guard,
+            "contenders": self.n,
+            "final_leader": final,
+            "server_after_stop": server,
+            "stop_bound": self.ttl + 4 * self.call_timeout + 2 + 2,
+        }
+        (self.out / "run.json").write_text(json.dumps(run, indent=1))
+        return run
+
+    def _server_after_stop(self) -> dict[str, Any]:
+        assert self.client is not None
+        pfx = election.prefix(NAME)
+        leases: set[int] = set()
+        for path in self.out.glob("c*.jsonl"):
+            for line in path.read_text().splitlines():
+                event = json.loads(line)
+                if event["ev"] == "exit":
+                    leases.update(event.get("leases", []))
+        # keys of crashed processes expire with their leases: wait a TTL for them
+        deadline = time.monotonic() + self.ttl + 3
+        keys: list[str] = []
+        while time.monotonic() < deadline:
+            try:
+                keys = [kv.key.decode() for kv in self.client.range(pfx, prefix_end(pfx)).kvs]
+            except EtcdError:
+                keys = ["<etcd unreachable>"]
+            if not keys:
+                break
+            time.sleep(0.2)
+        live = []
+        for lease_id in sorted(leases):
+            try:
+                if self.client.lease_time_to_live(lease_id) > 0:
+                    live.append(lease_id)
+            except EtcdError:
+                pass
+        return {"keys": keys, "live_leases": live, "leases_checked": len(leases)}
+
+    def close(self) -> None:
+        for slot in self.slots:
+            if slot.contender is not None and slot.contender.alive:
+                slot.contender.stop(10)
+            for proxy in slot.proxies:
+                proxy.close()
+        if self.client is not None:
+            self.client.close()
+        self.cluster.close()
+        self._faults.close()
+
+    # -- observing ---------------------------------------------------------------------------
+
+    def _etcd_leader(self) -> election.Candidate | None:
+        assert self.client is not None
+        try:
+            return election.leader(self.client, NAME)
+        except EtcdError:
+            return None
+
+    def leader_slot(self) -> Slot | None:
+        """The slot whose process holds the leader key and knows it (per its history)."""
+        current = self._etcd_leader()
+        if current is None:
+            return None
+        for slot in self.slots:
+            c = slot.contender
+            if c is not None and c.alive and current.value == f"pid-{c.pid}" and c.leads():
+                return slot
+        return None
+
+    def settle(self, timeout: float) -> Slot | None:
+        """Wait until some contender leads; then a short calm."""
+        found: list[Slot] = []
+
+        def has_leader() -> bool:
+            slot = self.leader_slot()
+            if slot is not None:
+                found.append(slot)
+            return slot is not None
+
+        if not wait_until(has_leader, timeout, interval=0.05):
+            self.say(f"  no leader within {timeout} s")
+            return None
+        time.sleep(0.3)
+        return found[-1]
+
+    def record(self, fault: str, start: float, end: float, **extra: Any) -> dict[str, Any]:
+        window = {"fault": fault, "start": start, "end": end, **extra}
+        self._faults.write(json.dumps(window) + "\n")
+        self.say(f"  {fault:24} {end - start:6.2f} s  {json.dumps(extra)}")
+        return window
+
+    # -- faults --------------------------------------------------------------------------------
+
+    def inject(self, fault: str) -> dict[str, Any] | None:
+        leader = self.settle(30)
+        if leader is None or leader.contender is None:
+            return None
+        method: Callable[[Slot], dict[str, Any]] = getattr(self, f"_{fault}")
+        return method(leader)
+
+    def _kill9_leader(self, leader: Slot) -> dict[str, Any]:
+        assert leader.contender is not None
+        pid = leader.contender.pid
+        t = leader.contender.kill()
+        window = self.record("kill9_leader", t, t, pid=pid)
+        self.settle(self.ttl + 10)
+        self._launch(leader)  # restarted: it must get a higher token, never the old term
+        return window
+
+    def _pause_leader(self, leader: Slot) -> dict[str, Any]:
+        assert leader.contender is not None
+        leader.contender.pause()
+        start = time.monotonic()
+        time.sleep(self.ttl + 3)
+        leader.contender.resume()
+        return self.record("pause_leader", start, time.monotonic(), pid=leader.contender.pid)
+
+    def _partition(self, fault: str, slot: Slot) -> dict[str, Any]:
+        assert slot.contender is not None
+        slot.set_network("blackhole")
+        start = time.monotonic()
+        time.sleep(2 * self.ttl)
+        slot.set_network("pass")
+        return self.record(fault, start, time.monotonic(), pid=slot.contender.pid)
+
+    def _partition_leader(self, leader: Slot) -> dict[str, Any]:
+        return self._partition("partition_leader", leader)
+
+    def _partition_follower(self, leader: Slot) -> dict[str, Any]:
+        followers = [s for s in self.slots if s is not leader and s.contender is not None and s.contender.alive]
+        return self._partition("partition_follower", self.random.choice(followers))
+
+    def _member_kill(self, leader: Slot) -> dict[str, Any]:
+        member = self.cluster.leader()
+        probe = _WriteProbe(self.cluster.endpoints)
+        member.kill()
+        start = time.monotonic()
+        time.sleep(1.0)
+        member.start()
+        outage = probe.stop()
+        return self.record("member_kill", start, time.monotonic(), member=member.name, write_outage=outage)
+
+    def _quorum_loss(self, leader: Slot) -> dict[str, Any]:
+        raft = self.cluster.leader()
+        others = [m for m in self.cluster.members if m is not raft]
+        victims = [raft, self.random.choice(others)]
+        for member in victims:
+            member.kill()
+        start = time.monotonic()
+        time.sleep(2 * self.ttl)
+        for member in victims:
+            member.launch()
+        healed = time.monotonic()  # quorum can return from here on
+        window = self.record("quorum_loss", start, healed, members=[m.name for m in victims])
+        for member in victims:
+            member.wait_ready(60)
+        return window
+
+    def _whole_restart(self, leader: Slot) -> dict[str, Any]:
+        for member in self.cluster.members:
+            member.kill()
+        start = time.monotonic()
+        time.sleep(0.5)
+        for member in self.cluster.members:
+            member.launch()
+        window = self.record("whole_restart", start, time.monotonic())
+        for member in self.cluster.members:
+            member.wait_ready(60)
+        return window
+
+    def _slow_network(self, leader: Slot) -> dict[str, Any]:
+        assert leader.contender is not None
+        guard = self.guard if self.guard is not None else default_guard(self.ttl)
+        top = max(0.01, (self.ttl - guard) / 2)
+        steps = [top * f for f in (0.1, 0.25, 0.4, 0.6, 0.8, 1.0)]
+        latency = steps[self._latency_step % len(steps)]
+        self._latency_step += 1
+        leader.set_network("pass", latency)
+        start = time.monotonic()
+        time.sleep(2 * self.ttl)
+        leader.set_network("pass", 0.0)
+        return self.record("slow_network", start, time.monotonic(), pid=leader.contender.pid, latency=round(latency, 3))
+
+    def _gil_hog(self, leader: Slot) -> dict[str, Any]:
+        assert leader.contender is not None and leader.contender.proc is not None
+        leader.contender.proc.send_signal(signal.SIGUSR2)
+        start = time.monotonic()
+        time.sleep(3.5)
+        return self.record("gil_hog", start, time.monotonic(), pid=leader.contender.pid)
+
+    def _blackhole_no_keepalive(self, leader: Slot) -> dict[str, Any]:
+        victim = self.slots[0]
+        assert victim.keepalive_off and victim.contender is not None and victim.contender.proc is not None
+        victim.set_network("blackhole")
+        start = time.monotonic()
+        time.sleep(self.ttl + 0.5)
+        t_stop = time.monotonic()
+        victim.contender.proc.send_signal(signal.SIGTERM)
+        stop_seconds: float | None
+        try:
+            victim.contender.proc.wait(30)
+            stop_seconds = time.monotonic() - t_stop
+        except Exception:
+            victim.contender.kill()
+            stop_seconds = None
+        victim.set_network("pass")
+        window = self.record(
+            "blackhole_no_keepalive",
+            start,
+            time.monotonic(),
+            pid=victim.contender.pid,
+            was_leader=victim is leader,
+            stop_seconds=round(stop_seconds, 3) if stop_seconds is not None else None,
+        )
+        self._launch(victim)
+        return window
+
+
+class _WriteProbe:
+    """Writes to the cluster every 50 ms on its own thread; measures how long writes failed."""
+
+    def __init__(self, endpoints: str) -> None:
+        self._client = EtcdClient(parse_endpoints(endpoints)[0], call_timeout=0.2, keepalive_time=None)
+        self._stop = threading.Event()
+        self._failed: list[float] = []
+        self._thread = threading.Thread(target=self._run, name="chaos-write-probe", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.05):
+            t = time.monotonic()
+            try:
+                self._client.put(b"chaos-probe", b"x")
+            except EtcdError:
+                self._failed.append(t)
+
+    def stop(self) -> float:
+        """Seconds from the first to the last failed write (plus one probe interval)."""
+        self._stop.set()
+        self._thread.join(5)
+        self._client.close()
+        return round(self._failed[-1] - self._failed[0] + 0.05, 3) if self._failed else 0.0
+
+
+def run(harness: Harness, schedule: list[str] | None, duration: float) -> None:
+    """Inject *schedule* in order, or random faults until *duration* seconds passed."""
+    harness.start()
+    try:
+        if schedule is not None:
+            for fault in schedule:
+                harness.inject(fault)
+        else:
+            end = time.monotonic() + duration
+            while time.monotonic() < end:
+                harness.inject(harness.random.choice(FAULTS))
+        harness.finish()
+    finally:
+        harness.close()
