@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
 
-.PHONY: demo test unit integration lint typecheck proto proto-range chaos clean
+.PHONY: demo test netns-tools unit integration lint typecheck proto proto-range chaos clean
 
 $(STAMP): setup.cfg setup.py pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -18,9 +18,16 @@ demo: $(STAMP)
 	$(BIN)/python -m leaderelect demo
 
 ## make test: lint, types, unit and integration tests (real etcd), the protobuf range
-test: lint typecheck
+test: lint typecheck netns-tools
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS) tests
 	$(MAKE) proto-range
+
+# True partitions (network namespaces + iptables) run as root; install iptables if missing.
+netns-tools:
+	@if [ "$$(id -u)" = 0 ] && ! command -v iptables >/dev/null 2>&1; then \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq iptables) >/dev/null 2>&1 \
+		|| echo "iptables could not be installed: the netns partition test will be skipped"; \
+	fi
 
 unit: $(STAMP)
 	$(BIN)/python -m pytest -q tests/unit

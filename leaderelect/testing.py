@@ -34,7 +34,16 @@ from typing import Any
 from leaderelect._etcd import Endpoint, EtcdClient
 from leaderelect.exceptions import EtcdError
 
-__all__ = ["EtcdCluster", "EtcdServer", "FaultProxy", "find_etcd", "free_port", "wait_until"]
+__all__ = [
+    "EtcdCluster",
+    "EtcdServer",
+    "FaultProxy",
+    "NetnsPair",
+    "find_etcd",
+    "free_port",
+    "netns_unavailable",
+    "wait_until",
+]
 
 
 def find_etcd(tool: str = "etcd") -> str:
@@ -94,8 +103,13 @@ class EtcdServer:
         tls: TLSPaths | None = None,
         extra_args: Sequence[str] = (),
         initial_cluster: str | None = None,
+        netns: str | None = None,
+        listen_host: str = "127.0.0.1",
     ) -> None:
         self.name = name
+        #: run inside this network namespace (``ip netns exec``), listening on *listen_host* too
+        self.netns = netns
+        self.listen_host = listen_host
         self._own_dir = data_dir is None
         self.data_dir = data_dir or tempfile.mkdtemp(prefix="leaderelect-etcd-")
         self.client_port = client_port or free_port()
@@ -107,7 +121,7 @@ class EtcdServer:
 
     @property
     def endpoint(self) -> str:
-        return f"127.0.0.1:{self.client_port}"
+        return f"{self.listen_host}:{self.client_port}"
 
     @property
     def peer_url(self) -> str:
@@ -115,15 +129,20 @@ class EtcdServer:
 
     def command(self) -> list[str]:
         scheme = "https" if self.tls else "http"
-        client_url = f"{scheme}://127.0.0.1:{self.client_port}"
+        client_url = f"{scheme}://{self.listen_host}:{self.client_port}"
+        listen_urls = client_url
+        if self.listen_host != "127.0.0.1":
+            listen_urls += f",{scheme}://127.0.0.1:{self.client_port}"
+        prefix = ["ip", "netns", "exec", self.netns] if self.netns else []
         cmd = [
+            *prefix,
             find_etcd(),
             "--name",
             self.name,
             "--data-dir",
             os.path.join(self.data_dir, "data"),
             "--listen-client-urls",
-            client_url,
+            listen_urls,
             "--advertise-client-urls",
             client_url,
             "--listen-peer-urls",
@@ -167,6 +186,9 @@ class EtcdServer:
 
     def wait_ready(self, timeout: float = 30.0) -> None:
         """Wait until a read is answered (any answer but 'unavailable' counts)."""
+        if self.netns:
+            self._wait_ready_in_netns(timeout)
+            return
         tls = None
         if self.tls:
             from leaderelect._etcd import TLSFiles
@@ -191,6 +213,28 @@ class EtcdServer:
                 threading.Event().wait(0.05)
         finally:
             client.close()
+
+    def _wait_ready_in_netns(self, timeout: float) -> None:
+        # Asked from inside the namespace: no address outside it is ever used.
+        cmd = [
+            "ip",
+            "netns",
+            "exec",
+            self.netns or "",
+            find_etcd("etcdctl"),
+            "--endpoints",
+            f"127.0.0.1:{self.client_port}",
+            "--command-timeout=1s",
+            "endpoint",
+            "health",
+        ]
+        deadline = time.monotonic() + timeout
+        while subprocess.run(cmd, capture_output=True, timeout=10, check=False).returncode != 0:
+            if self.proc is not None and self.proc.poll() is not None:
+                raise RuntimeError(f"etcd {self.name} exited with {self.proc.returncode}; see {self.data_dir}")
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"etcd {self.name} did not serve within {timeout} s")
+            threading.Event().wait(0.1)
 
     def signal(self, sig: int) -> None:
         if self.proc is not None and self.proc.poll() is None:
@@ -437,6 +481,73 @@ class FaultProxy:
                 thread.join(2)
 
     def __enter__(self) -> FaultProxy:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+
+def netns_unavailable() -> str | None:
+    """Why true network partitions cannot run here, or None when they can."""
+    if not hasattr(os, "geteuid") or os.geteuid() != 0:
+        return "network namespaces need root"
+    for tool in ("ip", "iptables"):
+        if shutil.which(tool) is None:
+            return f"{tool} is not installed"
+    return None
+
+
+class NetnsPair:
+    """Two network namespaces of our own joined by a veth pair: a *server* side and a
+    *client* side. ``partition()`` drops all traffic between them with iptables in the
+    client namespace; ``heal()`` removes the rules. ``close()`` deletes both namespaces.
+    Every address used lives inside these namespaces. Needs root, ``ip`` and ``iptables``.
+    """
+
+    def __init__(self, subnet: str = "10.213.77") -> None:
+        tag = f"le{os.getpid() % 100000}"
+        self.server, self.client = f"{tag}s", f"{tag}c"
+        self.server_ip, self.client_ip = f"{subnet}.1", f"{subnet}.2"
+        self._created: list[str] = []
+        try:
+            for ns in (self.server, self.client):
+                self._ip("netns", "add", ns)
+                self._created.append(ns)
+            self._ip("link", "add", f"{tag}sv", "type", "veth", "peer", "name", f"{tag}cv")
+            for ns, dev, addr in ((self.server, f"{tag}sv", self.server_ip), (self.client, f"{tag}cv", self.client_ip)):
+                self._ip("link", "set", dev, "netns", ns)
+                self._ip("-n", ns, "addr", "add", f"{addr}/24", "dev", dev)
+                self._ip("-n", ns, "link", "set", dev, "up")
+                self._ip("-n", ns, "link", "set", "lo", "up")
+        except Exception:
+            self.close()
+            raise
+
+    @staticmethod
+    def _ip(*args: str) -> None:
+        subprocess.run(["ip", *args], check=True, capture_output=True, timeout=10)
+
+    def exec_prefix(self, ns: str) -> list[str]:
+        return ["ip", "netns", "exec", ns]
+
+    def _iptables(self, *args: str) -> None:
+        subprocess.run([*self.exec_prefix(self.client), "iptables", *args], check=True, capture_output=True, timeout=10)
+
+    def partition(self) -> None:
+        self._iptables("-A", "OUTPUT", "-d", self.server_ip, "-j", "DROP")
+        self._iptables("-A", "INPUT", "-s", self.server_ip, "-j", "DROP")
+
+    def heal(self) -> None:
+        self._iptables("-F", "OUTPUT")
+        self._iptables("-F", "INPUT")
+
+    def close(self) -> None:
+        # Deleting a namespace removes its veth end, its rules and its addresses with it.
+        for ns in self._created:
+            subprocess.run(["ip", "netns", "del", ns], capture_output=True, timeout=10, check=False)
+        self._created = []
+
+    def __enter__(self) -> NetnsPair:
         return self
 
     def __exit__(self, *exc: Any) -> None:

@@ -17,11 +17,13 @@ class Contender:
 
     history: str
     args: list[str]
+    #: a command prefix, such as ``ip netns exec NS``
+    prefix: list[str] = field(default_factory=list)
     proc: subprocess.Popen[bytes] | None = None
     crashed_at: list[float] = field(default_factory=list)
 
     def start(self) -> Contender:
-        cmd = [sys.executable, "-m", "leaderelect.chaos.contender", "--history", self.history, *self.args]
+        cmd = [*self.prefix, sys.executable, "-m", "leaderelect.chaos.contender", "--history", self.history, *self.args]
         with open(self.history + ".stderr", "ab") as stderr:
             self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=stderr)
         return self
