@@ -122,12 +122,12 @@ class Campaign:
                 return _Turn.STOP
             if not lease.alive():
                 return _Turn.LOST
-            view = self._e._observer.view
+            pos = self._e._observer.position(key.decode(), token)
             # The view must include our own key's creation before it can say anything.
-            if view.known and view.revision >= token:
-                if key.decode() not in view.members:
+            if pos.known and pos.revision >= token:
+                if not pos.present:
                     return _Turn.GONE
-                if view.predecessor(token) is None:
+                if not pos.behind:
                     try:
                         if election.confirm(self._client, key, token, lease.id, timeout=self._timeout(lease)):
                             if lease.alive():
@@ -160,8 +160,8 @@ class Campaign:
             if msg is None:
                 continue
             if msg[0] == "view":
-                view = self._e._observer.view
-                if view.known and view.revision >= token and key.decode() not in view.members:
+                pos = self._e._observer.position(key.decode(), token)
+                if pos.known and pos.revision >= token and not pos.present:
                     reason = DemotionReason.KEY_DELETED
                     break
             elif msg[0] == "resign":

@@ -12,11 +12,12 @@ current (sidecars that serve a stale leader during partitions are a known compla
 
 from __future__ import annotations
 
+import bisect
 import logging
 import threading
 import time
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Callable
 
 from leaderelect._etcd import EtcdClient, Watch, pb, prefix_end
@@ -27,29 +28,77 @@ from leaderelect.exceptions import EtcdError, EtcdUnavailableError
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
-class View:
-    """The queue as of ``revision``; ``known`` is False while the watch is down."""
+class CandidateQueue:
+    """An election's candidates ordered by create revision.
 
-    revision: int = 0
-    members: Mapping[str, Candidate] = field(default_factory=dict)
-    known: bool = False
-    #: ``time.monotonic()`` of the last answer from etcd that confirmed this view
-    observed_at: float = 0.0
+    Lookups are O(log n) and an event costs O(log n) plus a memmove, with no copy of the
+    queue: with 500 candidates every observer applies 500 events at start-up, and copying
+    the queue per event made that cubic overall.
+    """
+
+    def __init__(self, candidates: Iterable[Candidate] = ()) -> None:
+        self._by_key: dict[str, Candidate] = {}
+        self._tokens: list[int] = []
+        self._by_token: dict[int, Candidate] = {}
+        for candidate in candidates:
+            self.put(candidate)
+
+    def put(self, candidate: Candidate) -> None:
+        old = self._by_key.get(candidate.key)
+        if old is not None and old.token != candidate.token:
+            self.delete(old.key)
+            old = None
+        self._by_key[candidate.key] = candidate
+        self._by_token[candidate.token] = candidate
+        if old is None:
+            bisect.insort(self._tokens, candidate.token)
+
+    def delete(self, key: str) -> None:
+        old = self._by_key.pop(key, None)
+        if old is not None:
+            del self._by_token[old.token]
+            del self._tokens[bisect.bisect_left(self._tokens, old.token)]
 
     @property
     def leader(self) -> Candidate | None:
-        if not self.members:
-            return None
-        return min(self.members.values(), key=lambda c: c.token)
-
-    def queue(self) -> list[Candidate]:
-        return sorted(self.members.values(), key=lambda c: c.token)
+        return self._by_token[self._tokens[0]] if self._tokens else None
 
     def predecessor(self, token: int) -> Candidate | None:
-        """The candidate right ahead of *token* in the queue, if any."""
-        ahead = [c for c in self.members.values() if c.token < token]
-        return max(ahead, key=lambda c: c.token) if ahead else None
+        """The candidate right ahead of *token*, if any."""
+        i = bisect.bisect_left(self._tokens, token)
+        return self._by_token[self._tokens[i - 1]] if i > 0 else None
+
+    def ordered(self) -> list[Candidate]:
+        return [self._by_token[t] for t in self._tokens]
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._by_key
+
+    def __len__(self) -> int:
+        return len(self._tokens)
+
+
+@dataclass(frozen=True)
+class View:
+    """What is known of the leader as of ``revision``; ``known`` is False while the watch is down."""
+
+    revision: int = 0
+    leader: Candidate | None = None
+    known: bool = False
+    #: ``time.monotonic()`` of the last answer from etcd that confirmed this view
+    observed_at: float = 0.0
+    size: int = 0
+
+
+@dataclass(frozen=True)
+class Position:
+    """Where one candidate key stands in the queue as of ``revision``."""
+
+    revision: int
+    known: bool
+    present: bool
+    #: a candidate is ahead of it in the queue
+    behind: bool
 
 
 Listener = Callable[[View], None]
@@ -76,6 +125,7 @@ class Observer:
         self._stop = threading.Event()
         self._lock = threading.Lock()
         self._view = View()
+        self._queue = CandidateQueue()
         self._watch: Watch | None = None
         self._thread = threading.Thread(target=self._run, name=f"leaderelect-observe-{name}", daemon=True)
 
@@ -96,15 +146,26 @@ class Observer:
         with self._lock:
             return self._view
 
-    def _publish(self, view: View) -> None:
+    def position(self, key: str, token: int) -> Position:
         with self._lock:
-            self._view = view
+            view = self._view
+            return Position(view.revision, view.known, key in self._queue, self._queue.predecessor(token) is not None)
+
+    def candidates(self) -> list[Candidate]:
+        """The queue as last observed (may be stale: see ``view.known``)."""
+        with self._lock:
+            return self._queue.ordered()
+
+    def _publish(self, revision: int, known: bool, observed_at: float) -> None:
+        with self._lock:
+            self._view = View(revision, self._queue.leader, known, observed_at, len(self._queue))
+            view = self._view
         self._listener(view)
 
     def _mark_unknown(self) -> None:
         view = self.view
         if view.known:
-            self._publish(View(view.revision, view.members, False, view.observed_at))
+            self._publish(view.revision, False, view.observed_at)
 
     def _run(self) -> None:
         try:
@@ -147,13 +208,14 @@ class Observer:
             self._prefix, end, sort_target=pb.RangeRequest.CREATE, sort_order=pb.RangeRequest.ASCEND
         )
         revision = response.header.revision
-        members = {c.key: c for c in map(Candidate.from_kv, response.kvs)}
+        queue = CandidateQueue(map(Candidate.from_kv, response.kvs))
         watch = self._client.watch(self._prefix, end, revision + 1, probe_interval=self._probe_interval)
         with self._lock:
             self._watch = watch
+            self._queue = queue
         if self._stop.is_set():
             watch.cancel()
-        self._publish(View(revision, members, True, self._clock()))
+        self._publish(revision, True, self._clock())
         return watch
 
     def _follow(self, watch: Watch) -> None:
@@ -164,17 +226,16 @@ class Observer:
                 raise EtcdUnavailableError(f"watch compacted at {response.compact_revision}")
             if response.canceled:
                 raise EtcdUnavailableError(f"watch canceled: {response.cancel_reason or 'no reason given'}")
-            view = self.view
-            members = dict(view.members)
-            revision = view.revision
-            for event in response.events:
-                key = event.kv.key.decode("utf-8", "replace")
-                if event.type == pb.Event.DELETE:
-                    members.pop(key, None)
-                else:
-                    members[key] = Candidate.from_kv(event.kv)
-                revision = max(revision, event.kv.mod_revision)
+            revision = self.view.revision
+            with self._lock:
+                for event in response.events:
+                    key = event.kv.key.decode("utf-8", "replace")
+                    if event.type == pb.Event.DELETE:
+                        self._queue.delete(key)
+                    else:
+                        self._queue.put(Candidate.from_kv(event.kv))
+                    revision = max(revision, event.kv.mod_revision)
             if not response.events and not response.created:
                 # A progress answer: every event up to this revision has been delivered.
                 revision = max(revision, response.header.revision)
-            self._publish(View(revision, members, True, self._clock()))
+            self._publish(revision, True, self._clock())

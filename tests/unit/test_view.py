@@ -1,28 +1,59 @@
-"""Queue arithmetic of the observer's view, and the prefix range end."""
+"""Queue arithmetic of the observer, and the prefix range end."""
 
 from __future__ import annotations
 
+import random
+
 from leaderelect._etcd import prefix_end
-from leaderelect._observer import View
+from leaderelect._observer import CandidateQueue
 from leaderelect.election import Candidate, candidate_key
 
 
-def cand(token: int) -> Candidate:
-    return Candidate(key=f"e/{token:x}", raw_value=b"v", token=token, lease_id=token, mod_revision=token)
+def cand(token: int, value: bytes = b"v") -> Candidate:
+    return Candidate(key=f"e/{token:x}", raw_value=value, token=token, lease_id=token, mod_revision=token)
 
 
 def test_leader_and_predecessor() -> None:
-    view = View(10, {c.key: c for c in (cand(7), cand(3), cand(5))}, True, 0.0)
-    assert view.leader == cand(3)
-    assert view.predecessor(7) == cand(5)
-    assert view.predecessor(5) == cand(3)
-    assert view.predecessor(3) is None
-    assert [c.token for c in view.queue()] == [3, 5, 7]
+    queue = CandidateQueue([cand(7), cand(3), cand(5)])
+    assert queue.leader == cand(3)
+    assert queue.predecessor(7) == cand(5)
+    assert queue.predecessor(5) == cand(3)
+    assert queue.predecessor(3) is None
+    assert [c.token for c in queue.ordered()] == [3, 5, 7]
+    assert "e/5" in queue and len(queue) == 3
 
 
-def test_empty_view() -> None:
-    assert View().leader is None
-    assert View().predecessor(1) is None
+def test_delete_and_value_change() -> None:
+    queue = CandidateQueue([cand(3), cand(5)])
+    queue.put(cand(3, b"proclaimed"))  # same key, same token: a value change, not a new place
+    assert len(queue) == 2 and queue.leader is not None and queue.leader.raw_value == b"proclaimed"
+    queue.delete("e/3")
+    assert queue.leader == cand(5)
+    queue.delete("e/3")  # deleting twice is harmless
+    assert len(queue) == 1
+
+
+def test_matches_a_naive_model_under_random_operations() -> None:
+    rng = random.Random(7)
+    queue, model = CandidateQueue(), {}
+    for _ in range(2000):
+        token = rng.randrange(1, 200)
+        if rng.random() < 0.5:
+            queue.put(cand(token))
+            model[f"e/{token:x}"] = cand(token)
+        else:
+            queue.delete(f"e/{token:x}")
+            model.pop(f"e/{token:x}", None)
+        ordered = sorted(model.values(), key=lambda c: c.token)
+        assert queue.ordered() == ordered
+        probe = rng.randrange(1, 200)
+        ahead = [c for c in ordered if c.token < probe]
+        assert queue.predecessor(probe) == (ahead[-1] if ahead else None)
+
+
+def test_empty_queue() -> None:
+    assert CandidateQueue().leader is None
+    assert CandidateQueue().predecessor(1) is None
 
 
 def test_prefix_end() -> None:
