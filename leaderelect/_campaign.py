@@ -15,6 +15,7 @@ import threading
 from typing import TYPE_CHECKING, Any
 
 from leaderelect import election
+from leaderelect._observer import View
 from leaderelect._retry import retrying
 from leaderelect.exceptions import EtcdError, LeaseExpiredError
 from leaderelect.session import Lease
@@ -41,6 +42,8 @@ class Campaign:
         self._session = elector._session
         self._clock = elector._clock
         self._cooldown_until = 0.0
+        # (key, token, leading) of our current key, for cares(): set before each check
+        self._interest: tuple[str, int, bool] | None = None
         self._thread = threading.Thread(target=self._run, name=f"leaderelect-campaign-{self._name}", daemon=True)
 
     def start(self) -> None:
@@ -52,6 +55,22 @@ class Campaign:
 
     def is_current_thread(self) -> bool:
         return threading.current_thread() is self._thread
+
+    def cares(self, view: View) -> bool:
+        """Whether a new view concerns our key (called on the observer thread).
+
+        Waiting, only our key's loss or the end of the queue ahead of us matter; leading,
+        only our key's loss. Other changes (and progress answers) must not wake this thread:
+        with hundreds of candidates in one process that wake-up storm costs the handoff.
+        """
+        interest = self._interest
+        if interest is None:
+            return True
+        key, token, leading = interest
+        pos = self._e._observer.position(key, token)
+        if not pos.known or pos.revision < token:
+            return False
+        return not pos.present or (not leading and not pos.behind)
 
     def _stopping(self) -> bool:
         return self._e._stop_event.is_set()
@@ -72,15 +91,18 @@ class Campaign:
                     self._next(wait if wait > 0 else None)
                     continue
                 last = lease
-                token = self._join(lease)
-                if token is None:
-                    continue
-                turn = self._wait_turn(lease, token)
-                if turn is _Turn.LEAD:
-                    self._lead(lease, token)
-        except Exception:  # a bug must not leave a silently dead thread or a live term
-            log.exception("[%s] campaign thread failed", self._name)
-            self._e._end_term(DemotionReason.LEASE_LOST)
+                try:
+                    token = self._join(lease)
+                    if token is None:
+                        continue
+                    turn = self._wait_turn(lease, token)
+                    if turn is _Turn.LEAD:
+                        self._lead(lease, token)
+                except Exception:  # a bug must not leave a dead thread or a live term: say it, go on
+                    log.exception("[%s] campaign failed; campaigning anew in 1 s", self._name)
+                    self._e._end_term(DemotionReason.LEASE_LOST)
+                    self._session.abandon(lease, "campaign error")
+                    self._e._stop_event.wait(1.0)
         finally:
             if last is not None and not self._e._owns_session:
                 self._withdraw(last)
@@ -116,6 +138,7 @@ class Campaign:
     def _wait_turn(self, lease: Lease, token: int) -> _Turn:
         """Wait until no key is ahead of ours, then confirm our key and lease on the server."""
         key = election.candidate_key(self._name, lease.id)
+        self._interest = (key.decode(), token, False)  # set before the first check: no lost wake-up
         retry_in: float | None = None
         while True:
             if self._stopping():
@@ -145,6 +168,7 @@ class Campaign:
         term = Term(
             self._name, key.decode(), token, lease.id, self._e._value.decode("utf-8", "replace"), self._clock(), lease
         )
+        self._interest = (key.decode(), token, True)
         self._e._begin_term(term)
         while True:
             if self._stopping():

@@ -168,8 +168,8 @@ class Observer:
             self._publish(view.revision, False, view.observed_at)
 
     def _run(self) -> None:
-        try:
-            while not self._stop.is_set():
+        while not self._stop.is_set():
+            try:
                 watch = self._connect()
                 if watch is None:
                     return
@@ -184,9 +184,11 @@ class Observer:
                         self._watch = None
                 # The first reconnect is immediate: a member failover should not flap the
                 # observed leader. If it fails, the view becomes unknown (see _connect).
-        except Exception:  # a bug must not leave a silently dead thread
-            log.exception("[%s] observer thread failed", self._name)
-            self._mark_unknown()
+            except Exception:  # a bug must not leave a silently dead thread: say it, go on
+                log.exception("[%s] observer failed; resyncing in 1 s", self._name)
+                self._mark_unknown()
+                if self._stop.wait(1.0):
+                    return
 
     def _connect(self) -> Watch | None:
         """Read the whole queue, then watch from the revision after it."""

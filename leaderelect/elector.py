@@ -165,10 +165,13 @@ class LeaderElector:
             self._session.client,
             self.name,
             self._on_view,
-            probe_interval=min(5.0, max(1.0, self.ttl / 2)),
+            # With transport keepalive the probe is only a backstop; without it, it is the
+            # only way to notice a silent stream, so it runs often.
+            probe_interval=10.0 if keepalive_time else min(5.0, max(1.0, self.ttl / 2)),
             clock=clock,
         )
         self._shown_leader: tuple[str, int, bytes] | None = None
+        self._view_known = False
         self._campaign = Campaign(self)
         #: terms won and demotions by reason, for status() and metrics
         self.elections = 0
@@ -207,7 +210,13 @@ class LeaderElector:
 
     def _fire(self, kind: str, *args: Any) -> threading.Event:
         with self._lock:
-            callbacks = [getattr(self, kind), *self._callbacks[kind]]
+            callbacks = list(self._callbacks[kind])
+        if getattr(type(self), kind) is not getattr(LeaderElector, kind):
+            callbacks.insert(0, getattr(self, kind))  # the subclass hook runs first
+        if not callbacks:  # nothing to run: do not wake the dispatcher (500 electors in a process)
+            done = threading.Event()
+            done.set()
+            return done
         return self._dispatcher.submit(f"on_{kind}", callbacks, *args)
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -428,10 +437,12 @@ class LeaderElector:
         shown = (leader.key, leader.token, leader.raw_value) if leader else None
         with self._lock:
             changed, self._shown_leader = shown != self._shown_leader, shown
+            known_changed, self._view_known = view.known != self._view_known, view.known
         if changed:
             log.info("[%s] leader changed: %s", self.name, leader if leader else "none or unknown")
             self._fire("leader_changed", leader)
-        self._inbox.put(("view",))
+        if known_changed or self._campaign.cares(view):
+            self._inbox.put(("view",))
 
     # -- used by the campaign thread -----------------------------------------------------------
 

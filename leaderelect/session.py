@@ -240,19 +240,22 @@ class Session:
             listener(kind, lease)
 
     def _run(self) -> None:
-        try:
-            while not self._stop.is_set():
+        while not self._stop.is_set():
+            lease: Lease | None = None
+            try:
                 lease = self._grant()
                 if lease is None:
                     return
                 self._keep(lease)
+            except Exception:  # a bug must not leave a silently dead thread: say it, go on
+                log.exception("[%s] session failed; a new lease follows in 1 s", self.name)
+                if lease is not None:
+                    self._lose(lease, "session error")
+                if self._stop.wait(1.0):
+                    return
+            if lease is not None:
                 with self._lock:
                     self._to_revoke.add(lease.id)
-        except Exception:  # a bug must not leave a silently dead thread
-            log.exception("[%s] session thread failed", self.name)
-            lease = self._lease
-            if lease is not None and lease.lose("session thread failed"):
-                self._notify(LEASE_LOST, lease)
 
     def _grant(self) -> Lease | None:
         try:

@@ -9,6 +9,7 @@ watched by transport keepalive *and* by an application-level progress probe.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import queue
 import threading
@@ -213,6 +214,21 @@ class EtcdClient:
             nxt = self.endpoints[self._index % len(self.endpoints)]
             log.info("etcd endpoint %s failed; moving to %s", conn.endpoint, nxt)
 
+    @contextlib.contextmanager
+    def _closed_channel_is_unavailable(self, conn: _Conn, what: str) -> Iterator[None]:
+        """A call on a channel that another thread's failover just closed: retryable, not a bug.
+
+        grpcio raises ValueError("Cannot invoke RPC on closed channel!") there; the chaos
+        harness found it silently ending an observer thread.
+        """
+        try:
+            yield
+        except ValueError as err:
+            if "closed" not in str(err).lower():
+                raise
+            self._failover(conn)  # no-op if it is not the current channel any more
+            raise EtcdUnavailableError(f"{what} at {conn.endpoint}: channel closed", code="CANCELLED") from err
+
     def close(self) -> None:
         with self._lock:
             self._closed = True
@@ -275,7 +291,8 @@ class EtcdClient:
             conn = self._current()
             metadata = self._metadata(conn)
             try:
-                return conn.unary(path, response)(request, timeout=deadline, metadata=metadata)
+                with self._closed_channel_is_unavailable(conn, what):
+                    return conn.unary(path, response)(request, timeout=deadline, metadata=metadata)
             except grpc.RpcError as err:
                 if attempt == 1 and self._user is not None and self._is_auth_error(err):
                     self._authenticate(conn, stale=dict(metadata).get("token"))
@@ -351,7 +368,8 @@ class EtcdClient:
         conn = self._current()
         metadata = self._metadata(conn)
         handle = conn.stream("/etcdserverpb.Lease/LeaseKeepAlive", pb.LeaseKeepAliveResponse)
-        call = handle(iter([pb.LeaseKeepAliveRequest(ID=lease_id)]), timeout=deadline, metadata=metadata)
+        with self._closed_channel_is_unavailable(conn, "LeaseKeepAlive"):
+            call = handle(iter([pb.LeaseKeepAliveRequest(ID=lease_id)]), timeout=deadline, metadata=metadata)
         try:
             for response in call:
                 return int(response.TTL)
@@ -387,7 +405,8 @@ class Watch:
         self._conn = client._current()
         metadata = client._metadata(self._conn)
         handle = self._conn.stream("/etcdserverpb.Watch/Watch", pb.WatchResponse)
-        self._call = handle(self._request_stream(), metadata=metadata)
+        with client._closed_channel_is_unavailable(self._conn, "Watch"):
+            self._call = handle(self._request_stream(), metadata=metadata)
 
     def _request_stream(self) -> Iterator[pb.WatchRequest]:
         yield self._create

@@ -224,7 +224,9 @@ def _c2_hygiene(histories: dict[int, list[dict[str, Any]]], run: dict[str, Any],
 def _l1_gaps(
     terms: list[TermRec], faults: list[dict[str, Any]], run: dict[str, Any], ttl: float, report: Report
 ) -> None:
-    horizon = run.get("final_leader", {}).get("t", float("inf"))
+    if "final_leader" in run and not run["final_leader"]:
+        report.fail("L1", "no leader at the end of the run, after every fault healed")
+    horizon = (run.get("final_leader") or {}).get("t", float("inf"))
     gaps: dict[str, float] = defaultdict(float)
     covered: float | None = None
     for term in terms:

@@ -15,6 +15,7 @@ import argparse
 import contextlib
 import faulthandler
 import json
+import logging
 import os
 import signal
 import sys
@@ -115,6 +116,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     faulthandler.register(signal.SIGUSR1)  # `kill -USR1 <pid>` dumps every thread's stack to stderr
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="%(asctime)s %(threadName)s %(message)s")
     history = History(args.history)
     stop = threading.Event()
     hog_stop = threading.Event()

@@ -112,3 +112,9 @@ def test_gap_after_an_outage_is_measured_from_the_heal(tmp_path: Path) -> None:
     faults = [{"fault": "quorum_loss", "start": 11.0, "end": 16.0}]
     folder = write(tmp_path, {1: term(5, 10.0, 11.2), 2: term(7, 18.0, 19.0)}, faults)
     assert check(folder).ok  # 6.8 s leaderless, but leader 2 s after the heal
+
+
+def test_no_leader_at_the_end_fails_l1(tmp_path: Path) -> None:
+    # a candidate that leads the queue but never takes office blocks the election for good
+    folder = write(tmp_path, {1: term(5, 10.0, 11.0)}, run={"ttl": 2, "final_leader": None})
+    assert any("L1" in v and "no leader at the end" in v for v in check(folder).violations)
