@@ -146,6 +146,19 @@ def _s2_tokens_and_writes(
     for write in accepted:
         term = term_of.get((write["pid"], write["token"]))
         sent = write.get("t_send", write["t"])
+        if write.get("stale"):
+            # The contender's probe after a pause bypasses the local check on purpose. etcd may
+            # accept it while the old key still exists (its lease can outlive the local deadline,
+            # e.g. refreshed by a raft leader change) - but never once a newer term has begun.
+            newer = [t for t in terms if t.token > write["token"] and t.start < sent]
+            if newer:
+                report.fail(
+                    "S2",
+                    f"stale write of pid {write['pid']} token {write['token']} accepted at "
+                    f"{sent:.6f}, after term {newer[0].token} began at {newer[0].start:.6f}",
+                )
+            highest = max(highest, write["token"])
+            continue
         if term is None or not term.start <= sent <= term.end:
             report.fail(
                 "S2",
@@ -287,7 +300,9 @@ def _fault_specific(
                     f"stop() with keepalive off under a blackhole took {f.get('stop_seconds')} s (bound {bound:.1f} s)",
                 )
         if f["fault"] == "pause_leader" and f.get("pid") in histories:
-            after = [e for e in histories[f["pid"]] if e["t"] > b and e["ev"] in ("elected", "demoted", "act")]
+            # a stopped process cannot read the clock: whatever it logs with t > start, it logs
+            # after SIGCONT (which can come before the nemesis records the window's end)
+            after = [e for e in histories[f["pid"]] if e["t"] > a and e["ev"] in ("elected", "demoted", "act")]
             if after and after[0]["ev"] != "demoted":
                 report.fail("P1", f"pid {f['pid']} resumed with {after[0]['ev']}, not demoted")
 

@@ -67,7 +67,7 @@ def test_token_going_back_fails_s2(tmp_path: Path) -> None:
 
 def test_accepted_write_outside_its_term_fails_s2(tmp_path: Path) -> None:
     events = term(5, 10.0, 11.0)
-    events.append({"t": 11.5, "ev": "fenced_write", "token": 5, "accepted": True, "t_send": 11.4, "stale": True})
+    events.append({"t": 11.5, "ev": "fenced_write", "token": 5, "accepted": True, "t_send": 11.4})
     assert any("S2" in v and "outside its term" in v for v in check(write(tmp_path, {1: events})).violations)
 
 
@@ -118,3 +118,16 @@ def test_no_leader_at_the_end_fails_l1(tmp_path: Path) -> None:
     # a candidate that leads the queue but never takes office blocks the election for good
     folder = write(tmp_path, {1: term(5, 10.0, 11.0)}, run={"ttl": 2, "final_leader": None})
     assert any("L1" in v and "no leader at the end" in v for v in check(folder).violations)
+
+
+def test_stale_write_accepted_before_any_newer_term_is_allowed(tmp_path: Path) -> None:
+    events = term(5, 10.0, 11.0)
+    events.append({"t": 11.3, "ev": "fenced_write", "token": 5, "accepted": True, "t_send": 11.2, "stale": True})
+    assert check(write(tmp_path, {1: events, 2: term(7, 11.5, 12.0)})).ok
+
+
+def test_stale_write_accepted_after_a_newer_term_began_fails_s2(tmp_path: Path) -> None:
+    events = term(5, 10.0, 11.0)
+    events.append({"t": 11.7, "ev": "fenced_write", "token": 5, "accepted": True, "t_send": 11.6, "stale": True})
+    violations = check(write(tmp_path, {1: events, 2: term(7, 11.5, 12.0)})).violations
+    assert any("S2" in v and "stale write" in v for v in violations)
