@@ -45,11 +45,28 @@ def main(argv: list[str] | None = None) -> int:
     observe.add_argument("name")
     observe.add_argument("--json", action="store_true", help="one JSON object per line")
     _connection(observe)
+    run = sub.add_parser(
+        "run",
+        help="run a command only while this process leads",
+        description="Campaign; run CMD in its own process group while leading; on demotion "
+        "SIGTERM the group, then SIGKILL after --grace. Exits with CMD's exit code when CMD "
+        "ends by itself.",
+    )
+    run.add_argument("name")
+    run.add_argument("--grace", type=float, default=10.0, help="seconds between SIGTERM and SIGKILL (default 10)")
+    run.add_argument("--value", default=None, help="what this candidate proclaims (default host:pid)")
+    _connection(run)
     cand = sub.add_parser("candidate", help="campaign and report events as JSON lines (used by the demo)")
     cand.add_argument("name")
     cand.add_argument("--value", default=None)
     _connection(cand)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    # everything after the first "--" is the command of `run`, whatever options it has
+    command: list[str] = []
+    if "--" in argv:
+        command, argv = argv[argv.index("--") + 1 :], argv[: argv.index("--")]
     args = parser.parse_args(argv)
+    args.cmd = command
     level = getattr(logging, os.environ.get("LEADERELECT_LOG", "WARNING").upper(), logging.WARNING)
     logging.basicConfig(level=level, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
     try:
@@ -61,6 +78,8 @@ def main(argv: list[str] | None = None) -> int:
             return _status(args)
         if args.command == "observe":
             return _observe(args)
+        if args.command == "run":
+            return _run(args)
         return _candidate(args)
     except ConfigurationError as err:
         print(f"leaderelect: {err}", file=sys.stderr)
@@ -68,6 +87,19 @@ def main(argv: list[str] | None = None) -> int:
     except LeaderElectError as err:
         print(f"leaderelect: {err}", file=sys.stderr)
         return 1
+
+
+def _run(args: argparse.Namespace) -> int:
+    from leaderelect._run import Runner
+
+    command = args.cmd
+    if not command:
+        print("leaderelect run: give the command after --", file=sys.stderr)
+        return 2
+    elector = LeaderElector(
+        args.name, args.value, endpoints=args.endpoints, ttl=args.ttl, demote_timeout=args.grace + 6
+    )
+    return Runner(elector, command, args.grace).run()
 
 
 def _status(args: argparse.Namespace) -> int:
