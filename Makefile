@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
 
-.PHONY: demo test netns-tools unit integration lint typecheck proto proto-range chaos clean
+.PHONY: demo test bench netns-tools unit integration lint typecheck proto proto-range chaos clean
 
 $(STAMP): setup.cfg setup.py pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -33,7 +33,7 @@ unit: $(STAMP)
 	$(BIN)/python -m pytest -q tests/unit
 
 lint: $(STAMP)
-	$(BIN)/ruff check leaderelect tests
+	$(BIN)/ruff check leaderelect tests bench
 
 typecheck: $(STAMP)
 	$(BIN)/mypy --strict leaderelect tests
@@ -52,6 +52,12 @@ proto-range: $(STAMP)
 	ETCD_BIN=$(CURDIR)/$(BIN)/etcd .venv-oldest/bin/python -m pytest -q -p no:cacheprovider tests/integration/test_wire.py
 	.venv-oldest/bin/python -c "import google.protobuf, grpc; print('oldest pair OK: protobuf', google.protobuf.__version__, 'grpcio', grpc.__version__)"
 	$(BIN)/python -c "import google.protobuf, grpc; print('newest pair OK: protobuf', google.protobuf.__version__, 'grpcio', grpc.__version__)"
+
+## make bench: leaderelect beside etcd's floor, etcdctl elect and kazoo + ZooKeeper (QUICK=1: fewer trials)
+QUICK ?=
+bench: $(STAMP)
+	$(BIN)/pip install --quiet -e '.[bench]'
+	QUICK=$(QUICK) $(BIN)/python bench/bench.py
 
 ## make chaos: random faults against 5 contenders and a 3-member cluster, then the safety check
 DURATION ?= 600

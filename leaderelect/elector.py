@@ -167,7 +167,7 @@ class LeaderElector:
             self._on_view,
             # With transport keepalive the probe is only a backstop; without it, it is the
             # only way to notice a silent stream, so it runs often.
-            probe_interval=10.0 if keepalive_time else min(5.0, max(1.0, self.ttl / 2)),
+            probe_interval=30.0 if keepalive_time else min(5.0, max(1.0, self.ttl / 2)),
             clock=clock,
         )
         self._shown_leader: tuple[str, int, bytes] | None = None

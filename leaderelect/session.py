@@ -299,7 +299,9 @@ class Session:
                 ttl = 0
             except EtcdError as err:
                 log.warning("[%s] keepalive of lease %x failed: %s", self.name, lease.id, err)
-                next_at = self._clock() + min(interval / 2, 0.25)
+                # Retry soon, and sooner the less validity is left: a member failover costs
+                # each failed attempt a step, and the lease must not run out between steps.
+                next_at = self._clock() + min(0.25, max(0.02, lease.remaining() / 10))
                 continue
             if ttl <= 0:
                 self._lose(lease, "lease expired on the server")

@@ -282,7 +282,8 @@ def _fault_specific(
             report.fail("F1", f"leadership changed while only follower pid {f.get('pid')} was cut off at {a:.3f}")
         # A renewal may be due just as writes stop: the worst-case validity left is ttl - guard - ttl/3.
         outage = f.get("write_outage", b - a)
-        if f["fault"] == "member_kill" and outage < ttl - guard - ttl / 3 and ended:
+        # 0.1 s: the client's reaction (a failed renewal is retried in steps of up to 0.1 s here)
+        if f["fault"] == "member_kill" and outage + 0.1 < ttl - guard - ttl / 3 and ended:
             report.fail(
                 "M1",
                 f"a {outage:.2f} s write outage at {a:.3f} demoted token {ended[0].token} "
@@ -302,8 +303,11 @@ def _fault_specific(
         if f["fault"] == "pause_leader" and f.get("pid") in histories:
             # a stopped process cannot read the clock: whatever it logs with t > start, it logs
             # after SIGCONT (which can come before the nemesis records the window's end)
-            after = [e for e in histories[f["pid"]] if e["t"] > a and e["ev"] in ("elected", "demoted", "act")]
-            if after and after[0]["ev"] != "demoted":
+            events = histories[f["pid"]]
+            turns = [e for e in events if e["t"] < a and e["ev"] in ("elected", "demoted")]
+            led = bool(turns) and turns[-1]["ev"] == "elected"  # the nemesis may pick a leader that just fell
+            after = [e for e in events if e["t"] > a and e["ev"] in ("elected", "demoted", "act")]
+            if led and after and after[0]["ev"] != "demoted":
                 report.fail("P1", f"pid {f['pid']} resumed with {after[0]['ev']}, not demoted")
 
 

@@ -208,19 +208,26 @@ class Harness:
         return None
 
     def settle(self, timeout: float) -> Slot | None:
-        """Wait until some contender leads; then a short calm."""
+        """Wait until one contender has led, unchanged, for a whole ttl: the previous fault's
+        after-effects (a lease that ran out during an etcd outage) are over by then, so the
+        next fault's window only shows what that fault caused."""
+        stable: list[tuple[int, float]] = []  # (pid, since)
         found: list[Slot] = []
 
-        def has_leader() -> bool:
+        def steady() -> bool:
             slot = self.leader_slot()
-            if slot is not None:
-                found.append(slot)
-            return slot is not None
+            if slot is None or slot.contender is None:
+                stable.clear()
+                return False
+            pid = slot.contender.pid
+            if not stable or stable[0][0] != pid:
+                stable[:] = [(pid, time.monotonic())]
+            found[:] = [slot]
+            return time.monotonic() - stable[0][1] >= self.ttl
 
-        if not wait_until(has_leader, timeout, interval=0.05):
-            self.say(f"  no leader within {timeout} s")
-            return None
-        time.sleep(0.3)
+        if not wait_until(steady, timeout, interval=0.05):
+            self.say(f"  no steady leader within {timeout} s")
+            return found[-1] if found else None
         return found[-1]
 
     def record(self, fault: str, start: float, end: float, **extra: Any) -> dict[str, Any]:
