@@ -125,6 +125,18 @@ class Proc:
                 self.proc.wait()
 
 
+def first_elected(procs: list[Proc], after: float, timeout: float) -> dict[str, Any] | None:
+    """The earliest ``elected`` event after *after* among *procs* (waits for the first one)."""
+    found: list[dict[str, Any]] = []
+
+    def any_elected() -> bool:
+        found[:] = [e for p in procs if (e := p.find("elected", after)) is not None]
+        return bool(found)
+
+    wait_until(any_elected, timeout, interval=0.002)
+    return min(found, key=lambda e: e["t"]) if found else None
+
+
 def worker(name: str, endpoints: str, ttl: int = 2, count: int = 1, tag: str = "w") -> Proc:
     return Proc(
         [
@@ -235,20 +247,14 @@ def handoff_leaderelect(etcd: EtcdServer, client: EtcdClient) -> dict[str, Any]:
             t0 = time.monotonic()
             leader.send(cmd="resign")
             call = leader.wait("resign_call", after=t0)
-            elected = None
-            for w in workers:
-                if w is not leader:
-                    elected = elected or w.wait("elected", after=t0, timeout=0.001)
-            if elected is None:
-                found = [w.wait("elected", after=t0, timeout=5) for w in workers if w is not leader]
-                elected = next((e for e in found if e), None)
+            elected = first_elected([w for w in workers if w is not leader], t0, 5)
             if elected is None or call is None:
                 continue
             resign.append(elected["t"] - call["t"])
             deleted = watch.deleted_after(call["t"])
             if deleted:
                 for w in workers:
-                    changed = w.wait("leader_changed", after=call["t"], timeout=2)
+                    changed = w.wait("leader_changed", after=call["t"], timeout=0.5)
                     if changed is not None and w is not leader:
                         lag.append(changed["t"] - deleted[0])
             wait_until(lambda: len(participants(client, name)[0]) == 4, 5)
@@ -261,8 +267,7 @@ def handoff_leaderelect(etcd: EtcdServer, client: EtcdClient) -> dict[str, Any]:
             t0 = time.monotonic()
             leader.send(cmd="stop_leader")
             call = leader.wait("stop_call", after=t0)
-            found = [w.wait("elected", after=t0, timeout=5) for w in workers if w is not leader]
-            elected = next((e for e in sorted((f for f in found if f), key=lambda e: e["t"])), None)
+            elected = first_elected([w for w in workers if w is not leader], t0, 5)
             if elected and call:
                 stop.append(elected["t"] - call["t"])
             leader.close()
@@ -436,7 +441,7 @@ def _rss_mb(pid: int) -> float:
 
 
 def idle(etcd: EtcdServer) -> dict[str, Any]:
-    window = n(60, 15)
+    window = n(45, 15)
     procs = {
         "python_grpc_channel_only": subprocess.Popen(
             [sys.executable, "-c", _CHANNEL_ONLY, etcd.endpoint],
@@ -513,7 +518,7 @@ def scale(etcd: EtcdServer, client: EtcdClient) -> dict[str, Any]:
         try:
             wait_until(lambda: len(participants(client, name)[0]) == size + 1, 120, interval=0.2)
             time.sleep(2)
-            window = n(60, 15)
+            window = n(30, 10)
             m0 = _grpc_received(etcd)
             time.sleep(window)
             per_minute = (_grpc_received(etcd) - m0) / (size + 1) * 60 / window
@@ -526,10 +531,7 @@ def scale(etcd: EtcdServer, client: EtcdClient) -> dict[str, Any]:
                 t0 = time.monotonic()
                 leader.send(cmd="resign")
                 call = leader.wait("resign_call", after=t0)
-                found = [p.wait("elected", after=t0, timeout=0.001) for p in [*procs, runner] if p is not leader]
-                if not any(found):
-                    found = [p.wait("elected", after=t0, timeout=5) for p in [*procs, runner] if p is not leader]
-                elected = min((e for e in found if e), key=lambda e: e["t"], default=None)
+                elected = first_elected([p for p in [*procs, runner] if p is not leader], t0, 5)
                 if elected and call:
                     times.append(elected["t"] - call["t"])
                 wait_until(lambda: len(participants(client, name)[0]) == size + 1, 20, interval=0.05)
@@ -681,8 +683,7 @@ def kazoo_peer() -> dict[str, Any]:
                 t0 = time.monotonic()
                 leader.send(cmd="resign")
                 call = leader.wait("resign_call", after=t0)
-                found = [w.wait("elected", after=t0, timeout=5) for w in workers if w is not leader]
-                elected = min((e for e in found if e), key=lambda e: e["t"], default=None)
+                elected = first_elected([w for w in workers if w is not leader], t0, 5)
                 if elected and call:
                     times.append(elected["t"] - call["t"])
                 wait_until(lambda: zk.children(path) == 4, 5, interval=0.02)
@@ -717,7 +718,7 @@ def kazoo_peer() -> dict[str, Any]:
         idle_leader.wait("elected", timeout=20)
         time.sleep(2)
         c0, t0 = _cpu_seconds(idle_leader.proc.pid), time.monotonic()
-        time.sleep(n(60, 15))
+        time.sleep(n(45, 15))
         out["idle_leader"] = {
             "cpu_percent_of_one_core": round(
                 100 * (_cpu_seconds(idle_leader.proc.pid) - c0) / (time.monotonic() - t0), 3

@@ -176,7 +176,11 @@ class EtcdClient:
                 ("grpc.keepalive_timeout_ms", timeout_ms),
                 # Without this a frozen or blackholed etcd went unnoticed for 60 s (FACTS.md).
                 ("grpc.http2.ping_timeout_ms", timeout_ms),
-                ("grpc.keepalive_permit_without_calls", 1),
+                # etcd's enforcement policy does not permit pings without an active call: such
+                # pings earn strikes, then a GOAWAY "too_many_pings" that drops every stream on
+                # the connection (seen in `make bench` from a client between watches). Idle
+                # connections are checked by the next call's own deadline instead.
+                ("grpc.keepalive_permit_without_calls", 0),
                 ("grpc.http2.max_pings_without_data", 0),
             ]
         return opts
