@@ -251,9 +251,9 @@ def test_resign_from_inside_a_callback(make_elector: ElectorFactory) -> None:
             assert a.resign(cooldown=5) is True
 
     a.start()
+    assert wait_until(resigned.is_set, 10)  # a led, and resigned from inside its on_elected
     b = make_elector("b").start()
-    assert wait_until(lambda: b.is_leader, 10)
-    assert resigned.is_set()
+    assert wait_until(lambda: b.is_leader, 10)  # a cools down for 5 s
     assert not a.is_leader
 
 
