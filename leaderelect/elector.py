@@ -145,6 +145,7 @@ class LeaderElector:
                 _allow_unsafe_guard=_allow_unsafe_guard,
             )
             self._owns_session = True
+        self._session.claim(self.name)
         self.ttl = self._session.ttl
         self.demote_timeout = (
             float(self.ttl)
@@ -265,6 +266,7 @@ class LeaderElector:
                 self._state = _STOPPING
         if state == _NEW:
             self._session.unsubscribe(self._on_lease)
+            self._session.release(self.name)
             if self._owns_session:
                 self._session.close()
             return
@@ -288,6 +290,7 @@ class LeaderElector:
         """Runs on the campaign thread when it ends: release everything this elector holds."""
         self._observer.close(self._session.call_timeout + 1)
         self._session.unsubscribe(self._on_lease)
+        self._session.release(self.name)
         if self._owns_session:
             self._session.close()
         self._dispatcher.close(self.demote_timeout + 1)

@@ -22,7 +22,7 @@ from typing import Any, Callable
 from leaderelect import _config
 from leaderelect._etcd import EtcdClient
 from leaderelect._retry import retrying
-from leaderelect.exceptions import ElectorStateError, EtcdError, LeaseExpiredError
+from leaderelect.exceptions import ConfigurationError, ElectorStateError, EtcdError, LeaseExpiredError
 
 log = logging.getLogger(__name__)
 
@@ -147,6 +147,7 @@ class Session:
         self._wake = threading.Event()
         self._lease: Lease | None = None
         self._listeners: list[Listener] = []
+        self._names: set[str] = set()
         self._to_revoke: set[int] = set()
         self._thread: threading.Thread | None = None
         self._closed = False
@@ -213,6 +214,21 @@ class Session:
         """The current lease while it is alive, else None."""
         lease = self._lease
         return lease if lease is not None and lease.alive() else None
+
+    def claim(self, name: str) -> None:
+        """Reserve election *name* for one elector: two electors of one name on one lease
+        would share one key, and both would take it for their own term."""
+        with self._lock:
+            if name in self._names:
+                raise ConfigurationError(
+                    f"election {name!r} already has an elector on session {self.name!r}; "
+                    "candidates of one election need sessions (leases) of their own"
+                )
+            self._names.add(name)
+
+    def release(self, name: str) -> None:
+        with self._lock:
+            self._names.discard(name)
 
     def subscribe(self, listener: Listener) -> None:
         """*listener(kind, lease)* is called on the session thread; it must not block."""

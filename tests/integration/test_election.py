@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from leaderelect import (
+    ConfigurationError,
     DemotionReason,
     ElectorStateError,
     LeaderElector,
@@ -349,6 +350,16 @@ def test_shared_session_serves_several_elections(etcd: EtcdServer, name: str) ->
         assert session.lease is not None  # a's stop did not close the shared session
         b.stop()
     assert wait_until(lambda: set(leaderelect_threads()) <= before, 5)
+
+
+def test_one_name_twice_on_one_session_is_refused(etcd: EtcdServer, name: str) -> None:
+    # both would use the key <name>/<lease>, and both would take it for their own term
+    with Session(etcd.endpoint, ttl=2) as session:
+        first = LeaderElector(name, session=session)
+        with pytest.raises(ConfigurationError, match="already has an elector"):
+            LeaderElector(name, session=session)
+        first.stop()
+        LeaderElector(name, session=session).stop()  # released by stop()
 
 
 def test_participants_in_queue_order(make_elector: ElectorFactory) -> None:
