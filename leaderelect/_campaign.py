@@ -189,7 +189,15 @@ class Campaign:
             if msg[0] == "view":
                 pos = self._e._observer.position(key.decode(), token)
                 if pos.known and pos.revision >= token and not pos.present:
-                    reason = DemotionReason.KEY_DELETED
+                    # After a pause the deletion (the lease expired on the server) may reach this
+                    # thread before the session's timer does; the cause is still our deadline.
+                    lost = lease.lost_reason
+                    if lease.remaining() <= 0 or "deadline" in (lost or ""):
+                        reason = DemotionReason.DEADLINE_PASSED
+                    elif lost is not None:
+                        reason = DemotionReason.LEASE_LOST
+                    else:
+                        reason = DemotionReason.KEY_DELETED
                     break
             elif msg[0] == "resign":
                 _, cooldown, done, result = msg
