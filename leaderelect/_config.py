@@ -8,6 +8,8 @@ import socket
 from collections.abc import Sequence
 from typing import Any
 
+import grpc
+
 from leaderelect._etcd import Endpoint, TLSFiles
 from leaderelect.exceptions import ConfigurationError
 
@@ -120,8 +122,15 @@ def parse_endpoints(endpoints: Any) -> tuple[list[Endpoint], bool]:
     return parsed, https
 
 
-def read_tls(ca: Any, cert: Any, key: Any, *, https: bool) -> TLSFiles | None:
+def read_tls(ca: Any, cert: Any, key: Any, *, https: bool, credentials: Any = None) -> TLSFiles | None:
     """Read PEM files now, so a missing or unreadable file is an error at construction."""
+    if credentials is not None:
+        if ca is not None or cert is not None or key is not None:
+            raise ConfigurationError("give tls_credentials or tls_ca/tls_cert/tls_key, not both")
+        if not isinstance(credentials, grpc.ChannelCredentials):
+            kind = type(credentials).__name__
+            raise ConfigurationError(f"tls_credentials must be grpc.ChannelCredentials, not {kind}")
+        return TLSFiles(credentials=credentials)
     if (cert is None) != (key is None):
         raise ConfigurationError("tls_cert and tls_key go together: give both or neither")
     if ca is None and cert is None and not https:

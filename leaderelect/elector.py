@@ -84,7 +84,8 @@ class LeaderElector:
         deleting the key anyway, in seconds (default: ttl).
     :param session: share one lease and connection with other electors; then the
         connection settings above must not be given.
-    :param tls_ca, tls_cert, tls_key, user, password, keepalive_time: see :class:`Session`.
+    :param tls_ca, tls_cert, tls_key, tls_credentials, user, password, keepalive_time: see
+        :class:`Session`.
     :raises ConfigurationError: for any invalid setting.
     """
 
@@ -102,6 +103,7 @@ class LeaderElector:
         tls_ca: str | None = None,
         tls_cert: str | None = None,
         tls_key: str | None = None,
+        tls_credentials: Any = None,
         user: str | None = None,
         password: str | None = None,
         keepalive_time: float | None = 6.0,
@@ -118,6 +120,7 @@ class LeaderElector:
             tls_ca=tls_ca,
             tls_cert=tls_cert,
             tls_key=tls_key,
+            tls_credentials=tls_credentials,
             user=user,
             password=password,
         )
@@ -137,6 +140,7 @@ class LeaderElector:
                 tls_ca=tls_ca,
                 tls_cert=tls_cert,
                 tls_key=tls_key,
+                tls_credentials=tls_credentials,
                 user=user,
                 password=password,
                 keepalive_time=keepalive_time,
@@ -177,6 +181,23 @@ class LeaderElector:
         #: terms won and demotions by reason, for status() and metrics
         self.elections = 0
         self.demotions: dict[str, int] = {}
+
+    @classmethod
+    def from_etcd3_client(
+        cls, client: Any, name: str, value: str | bytes | None = None, **kwargs: Any
+    ) -> LeaderElector:
+        """An elector on the same etcd as a python-etcd3 client (``etcd3.client(...)``).
+
+        Takes the client's endpoints and TLS credentials. The client keeps only an expiring
+        token, not the password: with auth, pass ``user=`` and ``password=`` again. The
+        elector opens its own connection (with its own deadlines and failover), so closing
+        the client does not affect it. Other keywords are those of the constructor.
+
+        :raises ConfigurationError: when the client's settings cannot be used.
+        """
+        from leaderelect._etcd3compat import connection_from
+
+        return cls(name, value, **connection_from(client, kwargs))
 
     # -- callback registration ------------------------------------------------------------
 
@@ -301,6 +322,16 @@ class LeaderElector:
     # -- state -----------------------------------------------------------------------------
 
     @property
+    def pid(self) -> int:
+        """The process this elector belongs to (it cannot be used in another, e.g. after fork)."""
+        return self._pid
+
+    @property
+    def value(self) -> str:
+        """The value this candidate shows (as text; ``proclaim()`` changes it)."""
+        return self._value.decode("utf-8", "replace")
+
+    @property
     def is_leader(self) -> bool:
         """True while this process leads; computed from the local deadline on every read."""
         with self._lock:
@@ -336,7 +367,14 @@ class LeaderElector:
         return self.is_leader
 
     def status(self) -> dict[str, Any]:
-        """A plain dict for health endpoints."""
+        """A plain dict for health endpoints (JSON-serialisable).
+
+        ``role`` ("leader", "candidate" or "stopped"), ``leader`` (the observed leader's value,
+        None when none or unknown), ``leader_known``, ``observation_age`` (s), ``token`` and
+        ``valid_for`` (s left in this term; None unless leading), ``lease_remaining`` (s),
+        ``last_renewal_age`` (s since the last successful renewal was sent), ``elections``,
+        ``demotions`` (by reason), ``reconnects``, ``endpoint``, ``pid``.
+        """
         term, obs = self.term, self.observation
         lease = self._session.lease
         return {
@@ -348,10 +386,12 @@ class LeaderElector:
             "token": term.fencing_token if term else None,
             "valid_for": round(term.valid_until - self._clock(), 3) if term else None,
             "lease_remaining": round(lease.remaining(), 3) if lease else None,
+            "last_renewal_age": round(self._clock() - lease.renewed_at, 3) if lease else None,
             "elections": self.elections,
             "demotions": dict(self.demotions),
             "reconnects": self._session.client.reconnects,
             "endpoint": str(self._session.client.current_endpoint),
+            "pid": os.getpid(),
         }
 
     # -- leader operations -------------------------------------------------------------------

@@ -28,6 +28,8 @@ log = logging.getLogger(__name__)
 
 Clock = Callable[[], float]
 Listener = Callable[[str, "Lease"], None]
+#: ``hook(event, seconds)``: "keepalive" with the renewal's round trip (for metrics)
+StatsHook = Callable[[str, float], None]
 
 LEASE_GRANTED = "lease granted"
 LEASE_LOST = "lease lost"
@@ -36,7 +38,9 @@ LEASE_LOST = "lease lost"
 class Lease:
     """One granted lease and its local deadline (which only moves forward)."""
 
-    def __init__(self, lease_id: int, ttl: int, valid_until: float, clock: Clock = time.monotonic) -> None:
+    def __init__(
+        self, lease_id: int, ttl: int, valid_until: float, clock: Clock = time.monotonic, sent_at: float | None = None
+    ) -> None:
         #: the lease id etcd assigned
         self.id = lease_id
         #: the TTL etcd granted, in seconds (may exceed the one requested)
@@ -45,6 +49,8 @@ class Lease:
         self._clock = clock
         self._lost_reason: str | None = None
         self._lock = threading.Lock()
+        #: ``time.monotonic()`` when the last successful renewal (or the grant) was sent
+        self.renewed_at = valid_until - ttl if sent_at is None else sent_at
 
     @property
     def valid_until(self) -> float:
@@ -61,6 +67,13 @@ class Lease:
         with self._lock:
             if self._lost_reason is None and valid_until > self._valid_until:
                 self._valid_until = valid_until
+
+    def renewed(self, t_send: float, ttl: int, guard: float) -> None:
+        """A renewal sent at *t_send* succeeded with *ttl*: move the deadline forward."""
+        with self._lock:
+            if self._lost_reason is None and t_send + ttl - guard > self._valid_until:
+                self._valid_until = t_send + ttl - guard
+                self.renewed_at = t_send
 
     def lose(self, reason: str) -> bool:
         """Mark the lease lost for good; True the first time."""
@@ -98,7 +111,8 @@ class Session:
         clock-rate error and scheduling slack. Default ``max(0.5, 0.1 * ttl)``.
     :param call_timeout: deadline of each etcd call, in seconds (default 2).
     :param tls_ca: CA bundle (PEM path) to verify etcd; ``tls_cert``/``tls_key``: client
-        certificate and key (PEM paths).
+        certificate and key (PEM paths). ``tls_credentials``: a ``grpc.ChannelCredentials``
+        instead of the three paths.
     :param user: etcd user; ``password`` its password. Re-authenticates when the token
         expires or the server restarts.
     :param keepalive_time: seconds between gRPC transport pings (None turns them off);
@@ -116,6 +130,7 @@ class Session:
         tls_ca: str | None = None,
         tls_cert: str | None = None,
         tls_key: str | None = None,
+        tls_credentials: Any = None,
         user: str | None = None,
         password: str | None = None,
         keepalive_time: float | None = 6.0,
@@ -129,7 +144,7 @@ class Session:
         self.call_timeout = _config.check_number("call_timeout", call_timeout)
         if keepalive_time is not None:
             _config.check_number("keepalive_time", keepalive_time)
-        tls = _config.read_tls(tls_ca, tls_cert, tls_key, https=https)
+        tls = _config.read_tls(tls_ca, tls_cert, tls_key, https=https, credentials=tls_credentials)
         user, password = _config.check_credentials(user, password)
         self.name = name
         self._clock = clock
@@ -147,6 +162,7 @@ class Session:
         self._wake = threading.Event()
         self._lease: Lease | None = None
         self._listeners: list[Listener] = []
+        self._stats_hooks: list[StatsHook] = []
         self._names: set[str] = set()
         self._to_revoke: set[int] = set()
         self._thread: threading.Thread | None = None
@@ -235,6 +251,11 @@ class Session:
         with self._lock:
             self._listeners.append(listener)
 
+    def add_stats_hook(self, hook: StatsHook) -> None:
+        """*hook(event, seconds)* is called on the session thread after each renewal; it must
+        be quick and must not raise (metrics counters are)."""
+        self._stats_hooks.append(hook)
+
     def unsubscribe(self, listener: Listener) -> None:
         with self._lock:
             if listener in self._listeners:
@@ -285,7 +306,7 @@ class Session:
         if self._stop.is_set():
             self._to_revoke.add(lease_id)
             return None
-        lease = Lease(lease_id, granted, t_send + granted - self.guard, self._clock)
+        lease = Lease(lease_id, granted, t_send + granted - self.guard, self._clock, sent_at=t_send)
         self._lease = lease
         self.leases_granted += 1
         log.debug("[%s] lease %x granted, ttl %d s", self.name, lease_id, granted)
@@ -322,8 +343,13 @@ class Session:
             if ttl <= 0:
                 self._lose(lease, "lease expired on the server")
                 return
-            lease.extend(t_send + ttl - self.guard)
+            lease.renewed(t_send, ttl, self.guard)
             next_at = t_send + interval
+            for hook in self._stats_hooks:
+                try:
+                    hook("keepalive", self._clock() - t_send)
+                except Exception:
+                    log.exception("[%s] stats hook failed", self.name)
             log.debug("[%s] lease %x renewed, %.3f s left", self.name, lease.id, lease.remaining())
 
     def _lose(self, lease: Lease, reason: str) -> None:

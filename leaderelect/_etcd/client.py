@@ -70,6 +70,8 @@ class TLSFiles:
     ca: bytes | None = None
     cert: bytes | None = None
     key: bytes | None = None
+    #: prebuilt channel credentials (e.g. taken from a python-etcd3 client) instead of files
+    credentials: grpc.ChannelCredentials | None = None
 
 
 def prefix_end(prefix: bytes) -> bytes:
@@ -157,6 +159,8 @@ class EtcdClient:
         self._closed = False
         #: how often the client moved to another endpoint or reconnected (for status())
         self.reconnects = 0
+        #: called (no arguments, on the failing call's thread) after each reconnect; must be quick
+        self.reconnect_hooks: list[Callable[[], None]] = []
 
     # -- connection management ---------------------------------------------------------
 
@@ -192,7 +196,7 @@ class EtcdClient:
             if self._conn is None:
                 endpoint = self.endpoints[self._index % len(self.endpoints)]
                 if self._tls is not None:
-                    creds = grpc.ssl_channel_credentials(
+                    creds = self._tls.credentials or grpc.ssl_channel_credentials(
                         root_certificates=self._tls.ca,
                         private_key=self._tls.key,
                         certificate_chain=self._tls.cert,
@@ -212,6 +216,11 @@ class EtcdClient:
             self._conn = None
             self._index += 1
             self.reconnects += 1
+        for hook in list(self.reconnect_hooks):
+            try:
+                hook()
+            except Exception:
+                log.exception("reconnect hook failed")
         # Closing cancels calls still running on it; they are retried on the new channel.
         conn.channel.close()
         if len(self.endpoints) > 1:
