@@ -1,0 +1,81 @@
+"""elector.status() behind Flask, and the Prometheus metrics, in one process (the real
+servers are in tests/workers)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from leaderelect.health import flask_blueprint, health
+from leaderelect.testing import wait_until
+from tests.conftest import ElectorFactory
+
+flask = pytest.importorskip("flask")
+prometheus_client = pytest.importorskip("prometheus_client")
+
+
+def test_health_follows_the_elector(make_elector: ElectorFactory) -> None:
+    elector = make_elector()
+    current: dict[str, Any] = {"elector": None}
+    app = flask.Flask(__name__)
+    app.register_blueprint(flask_blueprint(lambda: current["elector"], url="/health"))
+    client = app.test_client()
+    not_started = client.get("/health")
+    assert not_started.status_code == 503 and not_started.json == {"role": "not started"}
+
+    current["elector"] = elector
+    elector.start()
+    assert elector.wait_elected(5)
+    assert wait_until(lambda: client.get("/health").status_code == 200, 5)
+    body = client.get("/health").json
+    assert body["role"] == "leader" and body["token"] == elector.term.fencing_token  # type: ignore[union-attr]
+    assert 0 < body["valid_for"] <= 2 and 0 <= body["last_renewal_age"] < 1
+    assert body["leader"] == elector.value and body["leader_known"] is True
+
+    elector.stop()
+    stopped = client.get("/health")
+    assert stopped.status_code == 503 and stopped.json["role"] == "stopped"
+    assert health(elector)[1] == 503
+
+
+def test_metrics_count_terms_demotions_and_renewals(make_elector: ElectorFactory) -> None:
+    from leaderelect.metrics import instrument
+
+    registry = prometheus_client.CollectorRegistry()
+    elector = make_elector()
+    instrument(elector, registry)
+
+    def value(metric: str, **labels: str) -> float | None:
+        found: float | None = registry.get_sample_value(metric, {"election": elector.name, **labels})
+        return found
+
+    assert value("leaderelect_is_leader") == 0.0
+    elector.start()
+    assert elector.wait_elected(5)
+    assert wait_until(lambda: value("leaderelect_is_leader") == 1.0, 5)
+    assert value("leaderelect_elections_total") == 1.0
+    # ttl 2 renews every ~0.67 s; each renewal's round trip lands in the histogram
+    assert wait_until(lambda: (value("leaderelect_keepalive_seconds_count") or 0) >= 2, 5)
+    assert 0 < (value("leaderelect_keepalive_seconds_sum") or 0) < 1
+    assert elector.resign()
+    assert wait_until(lambda: value("leaderelect_demotions_total", reason="resigned") == 1.0, 5)
+    assert elector.wait_elected(5)
+    assert wait_until(lambda: value("leaderelect_elections_total") == 2.0, 5)
+    assert value("leaderelect_is_leader") == 1.0
+    assert value("leaderelect_reconnects_total") == 0.0
+
+
+def test_metrics_count_reconnects_after_an_etcd_restart(fresh_etcd: Any, name: str) -> None:
+    from leaderelect import LeaderElector
+    from leaderelect.metrics import instrument
+
+    registry = prometheus_client.CollectorRegistry()
+    elector = LeaderElector(name, endpoints=fresh_etcd.endpoint, ttl=3)
+    instrument(elector, registry)
+    with elector:
+        assert elector.wait_elected(5)
+        fresh_etcd.restart()
+        reconnects = {"election": name}
+        assert wait_until(lambda: (registry.get_sample_value("leaderelect_reconnects_total", reconnects) or 0) >= 1, 15)
+        assert elector.wait_elected(15)
