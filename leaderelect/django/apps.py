@@ -1,0 +1,26 @@
+"""The Django app config; its ``ready()`` starts the elector only when opted in."""
+
+from __future__ import annotations
+
+import atexit
+import logging
+
+from django.apps import AppConfig
+
+log = logging.getLogger(__name__)
+
+
+class LeaderelectConfig(AppConfig):
+    name = "leaderelect.django"
+    label = "leaderelect"
+    verbose_name = "leaderelect"
+
+    def ready(self) -> None:
+        from leaderelect import django as le
+
+        conf = le._settings()  # a bad configuration fails at startup, in every process
+        if not conf.get("START_IN_WORKERS") or le.is_management_command():
+            return
+        elector = le.start()
+        atexit.register(le.stop)
+        log.info("leaderelect: elector %r started in this server process", elector.name)
