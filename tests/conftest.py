@@ -21,23 +21,24 @@ def leaderelect_threads() -> list[str]:
     return sorted(t.name for t in threading.enumerate() if t.name.startswith("leaderelect-"))
 
 
+# The servers come from leaderelect's own pytest plugin (leaderelect/pytest_plugin.py), the one
+# users get; these short names are what our tests grew up with.
+
+
 @pytest.fixture(scope="session")
-def etcd() -> Iterator[EtcdServer]:
-    with EtcdServer() as server:
-        yield server
+def etcd(etcd_server: EtcdServer) -> EtcdServer:
+    return etcd_server
 
 
 @pytest.fixture
-def fresh_etcd() -> Iterator[EtcdServer]:
+def fresh_etcd(etcd_own_server: EtcdServer) -> EtcdServer:
     """A server of the test's own, for tests that kill or restart it."""
-    with EtcdServer() as server:
-        yield server
+    return etcd_own_server
 
 
 @pytest.fixture(scope="module")
-def cluster() -> Iterator[EtcdCluster]:
-    with EtcdCluster(3) as c:
-        yield c
+def cluster(etcd_cluster: EtcdCluster) -> EtcdCluster:
+    return etcd_cluster
 
 
 @pytest.fixture
