@@ -5,22 +5,30 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
 
-.PHONY: demo test bench netns-tools unit integration lint typecheck proto proto-range chaos clean
+.PHONY: demo test docs bench netns-tools unit integration lint typecheck proto proto-range chaos clean
 
 $(STAMP): setup.cfg setup.py pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[test,dev]'
+	$(BIN)/pip install --quiet -e '.[test,dev,docs,metrics]'
+	@$(BIN)/pip install --quiet 'uwsgi>=2.0' \
+		|| echo "uWSGI could not be built (it needs a C compiler and Python headers): its tests will be skipped"
 	touch $@
 
 ## make demo: a throwaway local etcd, three candidates, a handoff and a crash failover
 demo: $(STAMP)
 	$(BIN)/python -m leaderelect demo
 
-## make test: lint, types, unit and integration tests (real etcd), the protobuf range
-test: lint typecheck netns-tools
+## make test: lint, types, the API docs, unit, integration and worker tests (real etcd and
+## real servers), the protobuf range
+test: lint typecheck docs netns-tools
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS) tests
 	$(MAKE) proto-range
+
+## make docs: the API reference with Sphinx, warnings as errors (docs/_build/html/index.html)
+docs: $(STAMP)
+	$(BIN)/sphinx-build -q -W --keep-going -b html docs docs/_build/html
+	$(BIN)/python -m docutils --halt=warning README.rst /dev/null
 
 # True partitions (network namespaces + iptables) run as root; install iptables if missing.
 netns-tools:
@@ -33,7 +41,7 @@ unit: $(STAMP)
 	$(BIN)/python -m pytest -q tests/unit
 
 lint: $(STAMP)
-	$(BIN)/ruff check leaderelect tests bench
+	$(BIN)/ruff check leaderelect tests bench examples
 
 typecheck: $(STAMP)
 	$(BIN)/mypy --strict leaderelect tests
