@@ -6,7 +6,7 @@ import pytest
 
 pytest.importorskip("django")
 
-from leaderelect.django import is_management_command  # noqa: E402
+from leaderelect.django import is_management_command
 
 
 @pytest.mark.parametrize(
