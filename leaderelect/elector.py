@@ -38,10 +38,10 @@ import time
 from collections.abc import Iterable, Mapping
 from typing import Any, Callable, TypeVar
 
-from leaderelect import _config, election
+from leaderelect import _config, _observer, election
 from leaderelect._campaign import Campaign
 from leaderelect._dispatch import Dispatcher
-from leaderelect._observer import Observer, View
+from leaderelect._observer import NoObserver, Observer, View
 from leaderelect.exceptions import ConfigurationError, ElectorStateError, NotLeaderError
 from leaderelect.session import Session
 from leaderelect.term import Candidate, DemotionReason, Leader, Observation, Term
@@ -166,15 +166,10 @@ class LeaderElector:
         self._dispatcher = Dispatcher(self.name, slow_after=self.ttl / 3, clock=clock)
         self._inbox: queue.Queue[tuple[Any, ...]] = queue.Queue()
         self._stop_event = threading.Event()
-        self._observer = Observer(
-            self._session.client,
-            self.name,
-            self._on_view,
-            # With transport keepalive the probe is only a backstop; without it, it is the
-            # only way to notice a silent stream, so it runs often.
-            probe_interval=30.0 if keepalive_time else min(5.0, max(1.0, self.ttl / 2)),
-            clock=clock,
-        )
+        # With transport keepalive the probe is only a backstop; without it, it is the only
+        # way to notice a silent stream, so it runs often.
+        self._probe_interval = 30.0 if keepalive_time else min(5.0, max(1.0, self.ttl / 2))
+        self._observer: Observer | NoObserver = NoObserver()
         self._shown_leader: tuple[str, int, bytes] | None = None
         self._view_known = False
         self._campaign = Campaign(self)
@@ -266,7 +261,9 @@ class LeaderElector:
         self._dispatcher.start()
         self._session.subscribe(self._on_lease)
         self._session.start()
-        self._observer.start()
+        self._observer = _observer.acquire(
+            self._session.client, self.name, self._on_view, probe_interval=self._probe_interval, clock=self._clock
+        )
         self._campaign.start()
         return self
 
@@ -309,7 +306,9 @@ class LeaderElector:
 
     def _finish(self) -> None:
         """Runs on the campaign thread when it ends: release everything this elector holds."""
-        self._observer.close(self._session.call_timeout + 1)
+        observer, self._observer = self._observer, NoObserver()
+        if isinstance(observer, Observer):
+            _observer.release(observer, self._on_view, self._session.call_timeout + 1)
         self._session.unsubscribe(self._on_lease)
         self._session.release(self.name)
         if self._owns_session:

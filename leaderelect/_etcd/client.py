@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import queue
 import threading
-import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Callable, TypeVar, cast
@@ -22,6 +20,7 @@ import grpc
 from google.protobuf.message import Message
 
 from leaderelect._etcd import etcd_pb2 as pb
+from leaderelect._etcd.watchmux import Subscription, WatchMux
 from leaderelect.exceptions import EtcdError, EtcdUnavailableError, LeaseExpiredError
 
 log = logging.getLogger(__name__)
@@ -159,8 +158,26 @@ class EtcdClient:
         self._closed = False
         #: how often the client moved to another endpoint or reconnected (for status())
         self.reconnects = 0
+        self._watches = WatchMux(self)
         #: called (no arguments, on the failing call's thread) after each reconnect; must be quick
         self.reconnect_hooks: list[Callable[[], None]] = []
+
+    def identity(self) -> tuple[object, ...]:
+        """What makes two clients reach etcd the same way (see :meth:`clone`)."""
+        targets = tuple(endpoint.target for endpoint in self.endpoints)
+        return (targets, self._tls, self._user, self._password, self._keepalive_time, self.call_timeout)
+
+    def clone(self) -> EtcdClient:
+        """A new client with the same endpoints, TLS, credentials and timeouts."""
+        return EtcdClient(
+            self.endpoints,
+            tls=self._tls,
+            user=self._user,
+            password=self._password,
+            call_timeout=self.call_timeout,
+            keepalive_time=self._keepalive_time,
+            keepalive_timeout=self._keepalive_timeout,
+        )
 
     # -- connection management ---------------------------------------------------------
 
@@ -394,66 +411,8 @@ class EtcdClient:
             call.cancel()
         raise EtcdUnavailableError(f"LeaseKeepAlive at {conn.endpoint}: stream closed early")
 
-    def watch(self, key: bytes, range_end: bytes, start_revision: int, *, probe_interval: float) -> Watch:
-        """Open a watch from *start_revision*; iterate the returned object for responses."""
+    def watch(self, key: bytes, range_end: bytes, start_revision: int, *, probe_interval: float) -> Subscription:
+        """Watch from *start_revision* on the client's shared stream; iterate the result for
+        responses (it raises :class:`EtcdError` when the stream fails; ``cancel()`` ends it)."""
         create = pb.WatchCreateRequest(key=key, range_end=range_end, start_revision=start_revision)
-        return Watch(self, pb.WatchRequest(create_request=create), probe_interval)
-
-
-class Watch:
-    """One watch stream. Iterate it for :class:`WatchResponse`; ``cancel()`` ends it.
-
-    Every *probe_interval* seconds without a response it sends a progress request; if
-    two intervals pass with no answer, the stream is presumed dead (a blackholed
-    connection with transport keepalive off) and ends with :class:`EtcdUnavailableError`.
-    """
-
-    def __init__(self, client: EtcdClient, create: pb.WatchRequest, probe_interval: float) -> None:
-        self._client = client
-        self._create = create
-        self._probe_interval = probe_interval
-        self._requests: queue.Queue[pb.WatchRequest | None] = queue.Queue()
-        self._last_response = time.monotonic()
-        self._silent = False
-        self._conn = client._current()
-        metadata = client._metadata(self._conn)
-        handle = self._conn.stream("/etcdserverpb.Watch/Watch", pb.WatchResponse)
-        with client._closed_channel_is_unavailable(self._conn, "Watch"):
-            self._call = handle(self._request_stream(), metadata=metadata)
-
-    def _request_stream(self) -> Iterator[pb.WatchRequest]:
-        yield self._create
-        progress = pb.WatchRequest(progress_request=pb.WatchProgressRequest())
-        while True:
-            try:
-                item = self._requests.get(timeout=self._probe_interval)
-            except queue.Empty:
-                if time.monotonic() - self._last_response > 2 * self._probe_interval:
-                    self._silent = True
-                    self._call.cancel()
-                    return
-                yield progress
-                continue
-            if item is None:
-                return
-            yield item
-
-    def __iter__(self) -> Iterator[pb.WatchResponse]:
-        try:
-            for response in self._call:
-                self._last_response = time.monotonic()
-                yield response
-        except grpc.RpcError as err:
-            if self._silent:
-                self._client._failover(self._conn)
-                raise EtcdUnavailableError(
-                    f"Watch at {self._conn.endpoint}: no answer to progress requests", code="DEADLINE_EXCEEDED"
-                ) from err
-            raise self._client._translate(err, self._conn, "Watch") from err
-        finally:
-            self._requests.put(None)
-        raise EtcdUnavailableError(f"Watch at {self._conn.endpoint}: stream ended", code="UNAVAILABLE")
-
-    def cancel(self) -> None:
-        self._requests.put(None)
-        self._call.cancel()
+        return self._watches.watch(create, probe_interval)

@@ -1,0 +1,54 @@
+"""Electors in one process that reach etcd the same way share one observer per election and
+one watch stream; electors that reach it another way (here: through a fault proxy) do not."""
+
+from __future__ import annotations
+
+import threading
+
+from leaderelect.testing import EtcdServer, FaultProxy, wait_until
+from tests.conftest import ElectorFactory
+
+
+def threads(name: str) -> int:
+    return sum(t.name == name for t in threading.enumerate())
+
+
+def test_candidates_of_one_election_share_an_observer_and_hand_off(make_elector: ElectorFactory, name: str) -> None:
+    watch_readers = threads("leaderelect-watch")
+    electors = [make_elector(f"c{i}").start() for i in range(5)]
+    assert wait_until(lambda: sum(e.is_leader for e in electors) == 1, 10)
+    assert threads(f"leaderelect-observe-{name}") == 1
+    assert threads("leaderelect-watch") == watch_readers + 1
+    for _ in range(4):  # every handoff goes to the next in the queue, all on the shared view
+        leader = next(e for e in electors if e.is_leader)
+        assert leader.resign(cooldown=5)
+        assert wait_until(lambda old=leader: sum(e.is_leader for e in electors if e is not old) == 1, 5)
+        assert wait_until(lambda old=leader.value: all(e.leader and e.leader.value != old for e in electors), 5)
+    electors[0].stop()
+    assert threads(f"leaderelect-observe-{name}") == 1  # the others still use it
+    survivor = electors[1]
+    assert survivor.leader is not None
+    assert electors[0].leader is None  # a stopped elector shows nothing, not a stale leader
+
+
+def test_different_elections_share_one_stream(make_elector: ElectorFactory, name: str) -> None:
+    watch_readers = threads("leaderelect-watch")
+    electors = [make_elector(name=f"{name}-{i}").start() for i in range(10)]
+    assert wait_until(lambda: all(e.is_leader for e in electors), 10)
+    assert threads("leaderelect-watch") == watch_readers + 1
+
+
+def test_a_different_path_to_etcd_is_observed_apart(make_elector: ElectorFactory, etcd: EtcdServer) -> None:
+    with FaultProxy(etcd.endpoint) as proxy:
+        direct = make_elector("direct").start()
+        assert direct.wait_elected(5)
+        proxied = make_elector("proxied", endpoints=proxy.endpoint, keepalive_time=None, call_timeout=0.5).start()
+        assert wait_until(lambda: proxied.leader is not None and proxied.leader.value == "direct", 5)
+        proxy.set_mode("blackhole")
+        # the proxied elector's own watch goes silent: it reports the leader as unknown, while
+        # the direct one, on its own connection, still knows it
+        assert wait_until(lambda: not proxied.observation.known, 10)
+        assert direct.observation.known and direct.leader is not None
+        proxy.set_mode("pass")
+        assert wait_until(lambda: proxied.observation.known, 15)
+        proxied.stop()
