@@ -28,7 +28,7 @@ from google.protobuf import __version__ as protobuf_version
 
 import leaderelect
 from leaderelect._config import parse_endpoints
-from leaderelect._etcd import EtcdClient, Watch, pb, prefix_end
+from leaderelect._etcd import EtcdClient, pb, prefix_end
 from leaderelect.election import participants
 from leaderelect.testing import EtcdServer, FaultProxy, find_etcd, wait_until
 
@@ -137,6 +137,21 @@ def first_elected(procs: list[Proc], after: float, timeout: float) -> dict[str, 
     return min(found, key=lambda e: e["t"]) if found else None
 
 
+def step_down(
+    workers: list[Proc], cmd: str, call_ev: str
+) -> tuple[Proc, dict[str, Any] | None, dict[str, Any] | None] | None:
+    """Ask the leading worker to step down: (that leader, its call event, the successor's
+    elected event), or None when no worker leads right now (after waiting for one)."""
+    leader = next((w for w in workers if w.leads()), None)
+    if leader is None:
+        wait_until(lambda: any(w.leads() for w in workers), 10)
+        return None
+    t0 = time.monotonic()
+    leader.send(cmd=cmd)
+    call = leader.wait(call_ev, after=t0)
+    return leader, call, first_elected([w for w in workers if w is not leader], t0, 5)
+
+
 def worker(name: str, endpoints: str, ttl: int = 2, count: int = 1, tag: str = "w") -> Proc:
     return Proc(
         [
@@ -157,22 +172,36 @@ def worker(name: str, endpoints: str, ttl: int = 2, count: int = 1, tag: str = "
 
 
 class RawWatch:
-    """A bare watch on a prefix in this process: the floor that leaderelect adds to."""
+    """A bare watch on a prefix in this process, on a gRPC stream of its own: the floor that
+    leaderelect adds to (leaderelect's shared streams add a thread hop)."""
 
     def __init__(self, client: EtcdClient, prefix: bytes) -> None:
         rev = client.range(b"\0", timeout=2).header.revision
         self.events: list[tuple[float, int, str]] = []
         self._lock = threading.Lock()
-        self._watch: Watch = client.watch(prefix, prefix_end(prefix), rev + 1, probe_interval=5.0)
+        self._done = threading.Event()
+        self._channel = grpc.insecure_channel(client.current_endpoint.target)
+        create = pb.WatchCreateRequest(key=prefix, range_end=prefix_end(prefix), start_revision=rev + 1)
+
+        def requests() -> Iterator[pb.WatchRequest]:
+            yield pb.WatchRequest(create_request=create)
+            self._done.wait()
+
+        watch = self._channel.stream_stream(
+            "/etcdserverpb.Watch/Watch",
+            request_serializer=pb.WatchRequest.SerializeToString,
+            response_deserializer=pb.WatchResponse.FromString,
+        )
+        self._call = watch(requests())
         threading.Thread(target=self._run, daemon=True).start()
 
     def _run(self) -> None:
         try:
-            for response in self._watch:
+            for response in self._call:
                 t = time.monotonic()
                 with self._lock:
                     self.events += [(t, e.type, e.kv.key.decode()) for e in response.events]
-        except Exception:
+        except grpc.RpcError:
             return
 
     def deleted_after(self, t0: float) -> tuple[float, str] | None:
@@ -183,7 +212,9 @@ class RawWatch:
         return None
 
     def close(self) -> None:
-        self._watch.cancel()
+        self._done.set()
+        self._call.cancel()
+        self._channel.close()
 
 
 # -- the floor: etcd itself ------------------------------------------------------------------
@@ -240,16 +271,10 @@ def handoff_leaderelect(etcd: EtcdServer, client: EtcdClient) -> dict[str, Any]:
     try:
         wait_until(lambda: len(participants(client, name)[0]) == 4, 30)
         for _ in range(n(200, 40)):
-            leader = next((w for w in workers if w.leads()), None)
-            if leader is None:
-                wait_until(lambda: any(w.leads() for w in workers), 10)
+            step = step_down(workers, "resign", "resign_call")
+            if step is None or step[1] is None or step[2] is None:
                 continue
-            t0 = time.monotonic()
-            leader.send(cmd="resign")
-            call = leader.wait("resign_call", after=t0)
-            elected = first_elected([w for w in workers if w is not leader], t0, 5)
-            if elected is None or call is None:
-                continue
+            leader, call, elected = step
             resign.append(elected["t"] - call["t"])
             deleted = watch.deleted_after(call["t"])
             if deleted:
@@ -260,14 +285,10 @@ def handoff_leaderelect(etcd: EtcdServer, client: EtcdClient) -> dict[str, Any]:
             wait_until(lambda: len(participants(client, name)[0]) == 4, 5)
         # stop(): the leader's process stops its elector; a fresh worker joins each time
         for i in range(n(30, 10)):
-            leader = next((w for w in workers if w.leads()), None)
-            if leader is None:
-                wait_until(lambda: any(w.leads() for w in workers), 10)
+            step = step_down(workers, "stop_leader", "stop_call")
+            if step is None:
                 continue
-            t0 = time.monotonic()
-            leader.send(cmd="stop_leader")
-            call = leader.wait("stop_call", after=t0)
-            elected = first_elected([w for w in workers if w is not leader], t0, 5)
+            leader, call, elected = step
             if elected and call:
                 stop.append(elected["t"] - call["t"])
             leader.close()
@@ -408,6 +429,28 @@ print("ready", flush=True)
 sys.stdin.read()
 """
 
+# The floor of any Python gRPC watcher: one idle watch stream iterated by one thread (grpcio's
+# blocking iteration wakes every 100 ms to check for signals).
+_WATCH_ONLY = """
+import sys, threading, grpc
+from leaderelect._etcd import pb
+ch = grpc.insecure_channel(sys.argv[1])
+grpc.channel_ready_future(ch).result(timeout=10)
+create = pb.WatchRequest(create_request=pb.WatchCreateRequest(key=b"bench-idle-watch/", range_end=b"bench-idle-watch0"))
+stop = threading.Event()
+def requests():
+    yield create
+    stop.wait()
+call = ch.stream_stream("/etcdserverpb.Watch/Watch", request_serializer=pb.WatchRequest.SerializeToString,
+                        response_deserializer=pb.WatchResponse.FromString)(requests())
+def follow():
+    for _ in call:
+        pass
+threading.Thread(target=follow, daemon=True).start()
+print("ready", flush=True)
+sys.stdin.read()
+"""
+
 _SHARED_100 = """
 import sys
 from leaderelect import LeaderElector, Session
@@ -445,6 +488,12 @@ def idle(etcd: EtcdServer) -> dict[str, Any]:
     procs = {
         "python_grpc_channel_only": subprocess.Popen(
             [sys.executable, "-c", _CHANNEL_ONLY, etcd.endpoint],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        ),
+        "python_grpc_one_idle_watch_stream": subprocess.Popen(
+            [sys.executable, "-c", _WATCH_ONLY, etcd.endpoint],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,
@@ -668,53 +717,81 @@ def kazoo_peer() -> dict[str, Any]:
     zk = ZooKeeper()
     if zk.skip:
         return {"skipped": zk.skip}
-    out: dict[str, Any] = {}
     try:
-        path = "/bench/handoff"
-        workers = [kazoo_worker(zk, path, 2.0) for _ in range(4)]
-        times = []
+        return peer_measure(
+            lambda path, ttl: kazoo_worker(zk, path, ttl),
+            lambda path, workers: zk.children(path) == len(workers),
+            "/bench/",
+        )
+    finally:
+        zk.close()
+
+
+def tooz_peer(etcd: EtcdServer) -> dict[str, Any]:
+    try:
+        import tooz  # noqa: F401
+    except ImportError:
+        return {"skipped": "tooz is not installed (pip install -e .[bench])"}
+
+    def spawn(name: str, ttl: float) -> Proc:
+        cmd = [sys.executable, str(HERE / "peer_tooz.py"), "--endpoint", etcd.endpoint, "--name", name]
+        return Proc([*cmd, "--ttl", str(int(ttl))])
+
+    def settled(name: str, workers: list[Proc]) -> bool:
+        # no queue to inspect: every worker polls the lock; settled once all run and one leads
+        return all(w.find("ready") for w in workers) and sum(w.leads() for w in workers) == 1
+
+    return peer_measure(spawn, settled, f"bench-tooz-{os.getpid()}-")
+
+
+def peer_measure(
+    spawn: Callable[[str, float], Proc], settled: Callable[[str, list[Proc]], bool], prefix: str
+) -> dict[str, Any]:
+    """The same handoff, crash-failover and idle measurements for any peer whose workers speak
+    worker.py's protocol."""
+    out: dict[str, Any] = {}
+    path = f"{prefix}handoff"
+    workers = [spawn(path, 2.0) for _ in range(4)]
+    times = []
+    try:
+        wait_until(lambda: settled(path, workers), 30, interval=0.1)
+        for _ in range(n(200, 40)):
+            step = step_down(workers, "resign", "resign_call")
+            if step is None:
+                continue
+            _, call, elected = step
+            if elected and call:
+                times.append(elected["t"] - call["t"])
+            wait_until(lambda: settled(path, workers), 5, interval=0.02)
+    finally:
+        for w in workers:
+            w.close()
+    out["resign_to_successor_elected"] = summary(times)
+    for ttl in (2, 5):
+        path = f"{prefix}failover{ttl}"
+        workers = [spawn(path, float(ttl)) for _ in range(2)]
+        total = []
         try:
-            wait_until(lambda: zk.children(path) == 4, 30, interval=0.1)
-            for _ in range(n(200, 40)):
+            for _ in range(n(30, 5)):
+                wait_until(lambda: settled(path, workers) and any(w.leads() for w in workers), 30)
                 leader = next((w for w in workers if w.leads()), None)
                 if leader is None:
-                    wait_until(lambda: any(w.leads() for w in workers), 10)
                     continue
                 t0 = time.monotonic()
-                leader.send(cmd="resign")
-                call = leader.wait("resign_call", after=t0)
-                elected = first_elected([w for w in workers if w is not leader], t0, 5)
-                if elected and call:
-                    times.append(elected["t"] - call["t"])
-                wait_until(lambda: zk.children(path) == 4, 5, interval=0.02)
+                leader.proc.kill()
+                leader.proc.wait()
+                survivor = next(w for w in workers if w is not leader)
+                elected = survivor.wait("elected", after=t0, timeout=ttl + 10)
+                if elected:
+                    total.append(elected["t"] - t0)
+                workers.remove(leader)
+                workers.append(spawn(path, float(ttl)))
         finally:
             for w in workers:
                 w.close()
-        out["resign_to_successor_elected"] = summary(times)
-        for ttl in (2, 5):
-            path = f"/bench/failover{ttl}"
-            workers = [kazoo_worker(zk, path, float(ttl)) for _ in range(2)]
-            total = []
-            try:
-                for _ in range(n(30, 5)):
-                    wait_until(lambda: zk.children(path) == 2 and any(w.leads() for w in workers), 30)
-                    leader = next((w for w in workers if w.leads()), None)
-                    if leader is None:
-                        continue
-                    t0 = time.monotonic()
-                    leader.proc.kill()
-                    leader.proc.wait()
-                    survivor = next(w for w in workers if w is not leader)
-                    elected = survivor.wait("elected", after=t0, timeout=ttl + 10)
-                    if elected:
-                        total.append(elected["t"] - t0)
-                    workers.remove(leader)
-                    workers.append(kazoo_worker(zk, path, float(ttl)))
-            finally:
-                for w in workers:
-                    w.close()
-            out[f"failover_ttl{ttl}_kill_to_successor_elected"] = summary(total, 1.0)
-        idle_leader = kazoo_worker(zk, "/bench/idle", 10.0)
+        out[f"failover_ttl{ttl}_kill_to_successor_elected"] = summary(total, 1.0)
+    idle_leader = spawn(f"{prefix}idle", 10.0)
+    try:
         idle_leader.wait("elected", timeout=20)
         time.sleep(2)
         c0, t0 = _cpu_seconds(idle_leader.proc.pid), time.monotonic()
@@ -725,9 +802,8 @@ def kazoo_peer() -> dict[str, Any]:
             ),
             "rss_mb": round(_rss_mb(idle_leader.proc.pid), 1),
         }
-        idle_leader.close()
     finally:
-        zk.close()
+        idle_leader.close()
     return out
 
 
@@ -778,6 +854,7 @@ def main() -> int:
             ("scale", lambda: scale(etcd, client)),
             ("startup", lambda: startup(etcd)),
             ("kazoo", kazoo_peer),
+            ("tooz", lambda: tooz_peer(etcd)),
         ]
         only = os.environ.get("ONLY")
         for key, step in steps:

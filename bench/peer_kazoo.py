@@ -3,22 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import threading
-import time
-from typing import Any
 
 from kazoo.client import KazooClient
-
-_lock = threading.Lock()
-
-
-def emit(**fields: Any) -> None:
-    with _lock:
-        sys.stdout.write(json.dumps({"t": time.monotonic(), **fields}) + "\n")
-        sys.stdout.flush()
+from worker import emit, serve_peer  # bench/worker.py: the same JSON lines on the same clock
 
 
 def main() -> int:
@@ -43,16 +33,7 @@ def main() -> int:
             zk.Election(args.path, f"pid-{os.getpid()}").run(lead)
 
     threading.Thread(target=campaign, daemon=True).start()
-    emit(ev="ready")
-    for line in sys.stdin:
-        cmd = json.loads(line)["cmd"]
-        if cmd == "quit":
-            break
-        if cmd in ("resign", "stop_leader"):
-            emit(ev="resign_call")
-            step_down.set()
-    quit_.set()
-    step_down.set()
+    serve_peer(step_down, quit_)
     zk.stop()
     zk.close()
     emit(ev="quit")

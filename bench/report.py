@@ -11,6 +11,9 @@ def _row(label: str, s: dict[str, Any], unit: str = "ms") -> str:
     return f"| {label} | {s['median']} {unit} | {s['p90']} | {s['p99']} | {s['max']} | {s['trials']} |"
 
 
+PEERS = (("kazoo + ZooKeeper", "kazoo"), ("tooz on etcd (etcd3gw lock)", "tooz"))
+
+
 def _goal(ok: bool | None) -> str:
     return "met" if ok else ("not met" if ok is not None else "n/a")
 
@@ -55,21 +58,22 @@ def render(r: dict[str, Any]) -> str:
                 fo.get("key_deleted_to_successor_elected", {}),
             ),
         ]
-    kz = r.get("kazoo", {})
-    if kz and "skipped" not in kz:
-        out += [
-            _row("peer kazoo + ZooKeeper: resign -> successor elected", kz.get("resign_to_successor_elected", {})),
-            _row(
-                "peer kazoo, session 2 s: kill -9 -> successor elected",
-                kz.get("failover_ttl2_kill_to_successor_elected", {}),
-                "s",
-            ),
-            _row(
-                "peer kazoo, session 5 s: kill -9 -> successor elected",
-                kz.get("failover_ttl5_kill_to_successor_elected", {}),
-                "s",
-            ),
-        ]
+    for label, peer in PEERS:
+        p = r.get(peer, {})
+        if p and "skipped" not in p:
+            out += [
+                _row(f"peer {label}: resign -> successor elected", p.get("resign_to_successor_elected", {})),
+                _row(
+                    f"peer {label}, ttl 2 s: kill -9 -> successor elected",
+                    p.get("failover_ttl2_kill_to_successor_elected", {}),
+                    "s",
+                ),
+                _row(
+                    f"peer {label}, ttl 5 s: kill -9 -> successor elected",
+                    p.get("failover_ttl5_kill_to_successor_elected", {}),
+                    "s",
+                ),
+            ]
     d = r.get("demotion", {})
     out += [
         _row("blackholed leader: on_demoted minus its deadline", d.get("on_demoted_after_deadline", {})),
@@ -94,9 +98,10 @@ def render(r: dict[str, Any]) -> str:
         for k, v in idle.items():
             if isinstance(v, dict):
                 out.append(f"| {k} | {v['cpu_percent_of_one_core']} | {v['rss_mb']} |")
-        if kz.get("idle_leader"):
-            v = kz["idle_leader"]
-            out.append(f"| kazoo_leader_session_10s (peer) | {v['cpu_percent_of_one_core']} | {v['rss_mb']} |")
+        for label, peer in PEERS:
+            v = r.get(peer, {}).get("idle_leader")
+            if v:
+                out.append(f"| peer {label}: leader, ttl 10 s | {v['cpu_percent_of_one_core']} | {v['rss_mb']} |")
     sc = r.get("scale", {})
     if sc:
         out += [
@@ -124,15 +129,16 @@ def render(r: dict[str, Any]) -> str:
     go = med(e, "sigint_to_successor_elected")
     if le is not None and go:
         goals.append(("graceful handoff median <= 1.0x etcdctl elect", f"{le} vs {go} ms = {le / go:.2f}x", le <= go))
-    kzh = med(kz, "resign_to_successor_elected") if kz else None
-    if le is not None and kzh:
-        goals.append(
-            (
-                "(informative) graceful handoff median vs kazoo + ZooKeeper",
-                f"{le} vs {kzh} ms = {le / kzh:.2f}x",
-                le <= kzh,
+    for label, peer in PEERS:
+        theirs = med(r.get(peer, {}), "resign_to_successor_elected")
+        if le is not None and theirs:
+            goals.append(
+                (
+                    f"(informative) graceful handoff median vs {label}",
+                    f"{le} vs {theirs} ms = {le / theirs:.2f}x",
+                    le <= theirs,
+                )
             )
-        )
     p99 = h.get("resign_to_successor_elected", {}).get("p99")
     if p99 is not None:
         goals.append(("graceful handoff p99 <= 10 ms", f"{p99} ms", p99 <= 10))
@@ -151,15 +157,16 @@ def render(r: dict[str, Any]) -> str:
                     total <= ideal + 0.05,
                 )
             )
-        peer = med(kz, f"failover_ttl{ttl}_kill_to_successor_elected") if kz else None
-        if total is not None and peer:
-            goals.append(
-                (
-                    f"crash ttl {ttl}: kill -> elected no slower than kazoo (same session timeout)",
-                    f"{total:.3f} s vs {peer:.3f} s",
-                    total <= peer,
+        for label, peer in PEERS:
+            theirs = med(r.get(peer, {}), f"failover_ttl{ttl}_kill_to_successor_elected")
+            if total is not None and theirs:
+                goals.append(
+                    (
+                        f"crash ttl {ttl}: kill -> elected no slower than {label} (same TTL)",
+                        f"{total:.3f} s vs {theirs:.3f} s",
+                        total <= theirs,
+                    )
                 )
-            )
     floor_med = med(f, "put_to_watch_event")
     lag = med(h, "observer_lag_after_raw_watch")
     if floor_med and lag is not None:
@@ -216,20 +223,20 @@ def render(r: dict[str, Any]) -> str:
     out += ["", "## Goals", "", "| goal | measured | |", "|---|---|---|"]
     out += [f"| {g} | {v} | {_goal(ok)} |" for g, v, ok in goals]
     notes = [
-        "Idle CPU (profiled with py-spy): grpcio's blocking iteration of a streaming response polls "
-        "every 100 ms (`grpc._common.wait`, MAXIMUM_WAIT_TIMEOUT = 0.1) so that Ctrl-C works. Every elector "
-        "holds one watch stream, so it wakes 10 times a second in grpcio alone: a bare idle watch stream "
-        "costs ~0.15 % of a core here, more than the 0.1 % goal, and 100 elections on one session hold 100 "
-        "streams. The fix is to multiplex a session's watches on one stream (as Go's clientv3 does); not "
-        "done yet.",
-        "Scale: every elector runs its own watch, so with 100 candidates in one process a handoff wakes "
-        "100 observer threads that contend for that process's GIL (and 5 such processes share 2 cores). "
-        "The handoff itself sends no extra requests (etcd messages per candidate stay flat); the same "
-        "multiplexing would bring the fan-out down to one watch per process.",
+        "Idle CPU: grpcio's blocking iteration of a response stream wakes every 100 ms "
+        "(`grpc._common.wait`, MAXIMUM_WAIT_TIMEOUT = 0.1, so that Ctrl-C works) and its channel thread "
+        "every 200 ms: a Python process that does nothing but iterate one idle watch stream already costs "
+        "what the row `python_grpc_one_idle_watch_stream` shows. leaderelect multiplexes a connection's "
+        "watches on one stream and shares one observer per election in a process, so 100 elections cost "
+        "about what one does. Going below that needs grpc.aio or another transport (not done).",
+        "Scale: 100 candidates per process (5 processes at 500) share one watch and one observer per "
+        "process; the handoff sends no extra requests (etcd messages per candidate stay flat).",
         "`etcdctl elect` crash failover is not measured: its session TTL is fixed at 60 s.",
-        "tooz is not run: see bench/README.md.",
+        "tooz elects with its etcd lock (its etcd driver has no election API): waiting workers poll "
+        "with backoff up to 1 s, see bench/README.md.",
     ]
-    if kz.get("skipped"):
-        notes.insert(0, f"kazoo + ZooKeeper skipped: {kz['skipped']}.")
+    for label, peer in PEERS:
+        if r.get(peer, {}).get("skipped"):
+            notes.insert(0, f"{label} skipped: {r[peer]['skipped']}.")
     out += ["", "Notes:", "", *[f"- {note}" for note in notes], ""]
     return "\n".join(out)

@@ -26,6 +26,21 @@ def emit(**fields: Any) -> None:
         sys.stdout.flush()
 
 
+def serve_peer(step_down: threading.Event, quit_: threading.Event) -> None:
+    """A peer worker's command loop: "resign" and "stop_leader" set *step_down* (the peer's
+    leader returns from its leadership), "quit" or the end of stdin sets *quit_*."""
+    emit(ev="ready")
+    for line in sys.stdin:
+        cmd = json.loads(line)["cmd"]
+        if cmd == "quit":
+            break
+        if cmd in ("resign", "stop_leader"):
+            emit(ev="resign_call")
+            step_down.set()
+    quit_.set()
+    step_down.set()
+
+
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--name", required=True)
