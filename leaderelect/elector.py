@@ -308,7 +308,7 @@ class LeaderElector:
         """Runs on the campaign thread when it ends: release everything this elector holds."""
         observer, self._observer = self._observer, NoObserver()
         if isinstance(observer, Observer):
-            _observer.release(observer, self._on_view, self._session.call_timeout + 1)
+            _observer.release(self._session.client, observer, self._on_view, self._session.call_timeout + 1)
         self._session.unsubscribe(self._on_lease)
         self._session.release(self.name)
         if self._owns_session:

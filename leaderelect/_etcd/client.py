@@ -159,6 +159,8 @@ class EtcdClient:
         #: how often the client moved to another endpoint or reconnected (for status())
         self.reconnects = 0
         self._watches = WatchMux(self)
+        #: called with the endpoint just left, on the failing call's thread; must be quick
+        self.endpoint_failed_hooks: list[Callable[[Endpoint], None]] = []
         #: called (no arguments, on the failing call's thread) after each reconnect; must be quick
         self.reconnect_hooks: list[Callable[[], None]] = []
 
@@ -238,11 +240,23 @@ class EtcdClient:
                 hook()
             except Exception:
                 log.exception("reconnect hook failed")
+        for left in list(self.endpoint_failed_hooks):
+            try:
+                left(conn.endpoint)
+            except Exception:
+                log.exception("endpoint-failed hook failed")
         # Closing cancels calls still running on it; they are retried on the new channel.
         conn.channel.close()
         if len(self.endpoints) > 1:
             nxt = self.endpoints[self._index % len(self.endpoints)]
             log.info("etcd endpoint %s failed; moving to %s", conn.endpoint, nxt)
+
+    def leave_endpoint(self, endpoint: Endpoint) -> None:
+        """Move on if connected to *endpoint*: another client of ours just found it failing."""
+        with self._lock:
+            conn = self._conn
+        if conn is not None and conn.endpoint == endpoint:
+            self._failover(conn)
 
     @contextlib.contextmanager
     def _closed_channel_is_unavailable(self, conn: _Conn, what: str) -> Iterator[None]:

@@ -52,3 +52,16 @@ def test_a_different_path_to_etcd_is_observed_apart(make_elector: ElectorFactory
         proxy.set_mode("pass")
         assert wait_until(lambda: proxied.observation.known, 15)
         proxied.stop()
+
+
+def test_observing_leaves_a_member_the_session_found_failing(make_elector: ElectorFactory) -> None:
+    elector = make_elector("x").start()
+    assert elector.wait_elected(5)
+    observing = elector._observer._client  # type: ignore[union-attr]
+    session_client = elector._session.client
+    assert observing is not session_client
+    before = observing.reconnects
+    session_client._failover(session_client._current())  # as after a failed renewal
+    assert observing.reconnects == before + 1
+    assert wait_until(lambda: elector.observation.known and elector.leader is not None, 5)
+    assert elector.is_leader
