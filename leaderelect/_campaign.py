@@ -174,11 +174,9 @@ class Campaign:
             if self._stopping():
                 self._step_down(lease, token, DemotionReason.STOPPED)
                 return
-            lost = lease.lost_reason
             remaining = lease.remaining()
-            if lost is not None or remaining <= 0:
-                deadline = remaining <= 0 or "deadline" in (lost or "")
-                reason = DemotionReason.DEADLINE_PASSED if deadline else DemotionReason.LEASE_LOST
+            if lease.lost_reason is not None or remaining <= 0:
+                reason = _why_ended(lease, DemotionReason.LEASE_LOST)
                 break
             # The session reports the lease lost at its deadline (its thread wakes there); this
             # wait is the backstop. Waking at each moved deadline cost one wake-up per renewal
@@ -189,15 +187,7 @@ class Campaign:
             if msg[0] == "view":
                 pos = self._e._observer.position(key.decode(), token)
                 if pos.known and pos.revision >= token and not pos.present:
-                    # After a pause the deletion (the lease expired on the server) may reach this
-                    # thread before the session's timer does; the cause is still our deadline.
-                    lost = lease.lost_reason
-                    if lease.remaining() <= 0 or "deadline" in (lost or ""):
-                        reason = DemotionReason.DEADLINE_PASSED
-                    elif lost is not None:
-                        reason = DemotionReason.LEASE_LOST
-                    else:
-                        reason = DemotionReason.KEY_DELETED
+                    reason = _why_ended(lease, DemotionReason.KEY_DELETED)
                     break
             elif msg[0] == "resign":
                 _, cooldown, done, result = msg
@@ -233,3 +223,15 @@ class Campaign:
             self._client.delete(election.candidate_key(self._name, lease.id), timeout=self._session.call_timeout)
         except EtcdError as err:
             log.info("[%s] could not remove the candidate key (%s); it goes with the lease", self._name, err)
+
+
+def _why_ended(lease: Lease, otherwise: DemotionReason) -> DemotionReason:
+    """Why a term ended without stop() or resign(): our deadline first, then the lease, else
+    *otherwise*. After a pause the key's deletion (its lease expired on the server) can reach
+    the campaign thread before the session's timer does; the cause is still the deadline."""
+    lost = lease.lost_reason
+    if lease.remaining() <= 0 or "deadline" in (lost or ""):
+        return DemotionReason.DEADLINE_PASSED
+    if lost is not None:
+        return DemotionReason.LEASE_LOST
+    return otherwise

@@ -304,7 +304,7 @@ def acquire(
             shared = _pool[key] = _Shared(client.clone())
         # When the session finds a member failing, observing leaves it too, at once (as when
         # both shared one connection) instead of waiting for its own probe or keepalive.
-        client.endpoint_failed_hooks.append(shared.client.leave_endpoint)
+        client.failover_hooks.append(shared.client.leave_endpoint)
         observer = shared.observers.get(name)
         if observer is None:
             observer = Observer(shared.client, name, probe_interval=probe_interval, clock=clock)
@@ -324,8 +324,8 @@ def release(session_client: EtcdClient, observer: Observer, listener: Listener, 
     with _pool_lock:
         key = observer._pool_key
         shared = _pool.get(key) if key is not None else None
-        if shared is not None and shared.client.leave_endpoint in session_client.endpoint_failed_hooks:
-            session_client.endpoint_failed_hooks.remove(shared.client.leave_endpoint)
+        if shared is not None and shared.client.leave_endpoint in session_client.failover_hooks:
+            session_client.failover_hooks.remove(shared.client.leave_endpoint)
         if observer.remove_listener(listener):
             return
         if key is not None and shared is not None and shared.observers.get(observer._name) is observer:

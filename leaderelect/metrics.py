@@ -101,5 +101,5 @@ def instrument(elector: LeaderElector, registry: Any = None, namespace: str = "l
     elector.on_elected(elected)
     elector.on_demoted(demoted)
     elector._session.add_stats_hook(stats)
-    elector._session.client.reconnect_hooks.append(lambda: m.reconnects.labels(label).inc())
+    elector._session.client.failover_hooks.append(lambda _left: m.reconnects.labels(label).inc())
     return m

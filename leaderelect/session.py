@@ -63,17 +63,14 @@ class Lease:
         with self._lock:
             return self._lost_reason
 
-    def extend(self, valid_until: float) -> None:
+    def extend(self, valid_until: float, sent_at: float | None = None) -> None:
+        """Move the deadline forward to *valid_until* (a renewal sent at *sent_at* succeeded);
+        never back, and never after the lease was lost."""
         with self._lock:
             if self._lost_reason is None and valid_until > self._valid_until:
                 self._valid_until = valid_until
-
-    def renewed(self, t_send: float, ttl: int, guard: float) -> None:
-        """A renewal sent at *t_send* succeeded with *ttl*: move the deadline forward."""
-        with self._lock:
-            if self._lost_reason is None and t_send + ttl - guard > self._valid_until:
-                self._valid_until = t_send + ttl - guard
-                self.renewed_at = t_send
+                if sent_at is not None:
+                    self.renewed_at = sent_at
 
     def lose(self, reason: str) -> bool:
         """Mark the lease lost for good; True the first time."""
@@ -343,7 +340,7 @@ class Session:
             if ttl <= 0:
                 self._lose(lease, "lease expired on the server")
                 return
-            lease.renewed(t_send, ttl, self.guard)
+            lease.extend(t_send + ttl - self.guard, sent_at=t_send)
             next_at = t_send + interval
             for hook in self._stats_hooks:
                 try:

@@ -159,10 +159,9 @@ class EtcdClient:
         #: how often the client moved to another endpoint or reconnected (for status())
         self.reconnects = 0
         self._watches = WatchMux(self)
-        #: called with the endpoint just left, on the failing call's thread; must be quick
-        self.endpoint_failed_hooks: list[Callable[[Endpoint], None]] = []
-        #: called (no arguments, on the failing call's thread) after each reconnect; must be quick
-        self.reconnect_hooks: list[Callable[[], None]] = []
+        #: called with the endpoint just left after each failover or reconnect, on the
+        #: failing call's thread; must be quick (metrics, the shared observer following)
+        self.failover_hooks: list[Callable[[Endpoint], None]] = []
 
     def identity(self) -> tuple[object, ...]:
         """What makes two clients reach etcd the same way (see :meth:`clone`)."""
@@ -235,16 +234,11 @@ class EtcdClient:
             self._conn = None
             self._index += 1
             self.reconnects += 1
-        for hook in list(self.reconnect_hooks):
+        for hook in list(self.failover_hooks):
             try:
-                hook()
+                hook(conn.endpoint)
             except Exception:
-                log.exception("reconnect hook failed")
-        for left in list(self.endpoint_failed_hooks):
-            try:
-                left(conn.endpoint)
-            except Exception:
-                log.exception("endpoint-failed hook failed")
+                log.exception("failover hook failed")
         # Closing cancels calls still running on it; they are retried on the new channel.
         conn.channel.close()
         if len(self.endpoints) > 1:

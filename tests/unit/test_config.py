@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import grpc
 import pytest
 
 from leaderelect import ConfigurationError, LeaderElector, Session
@@ -38,6 +39,8 @@ BAD = [
     ({"value": 12}, "str or bytes"),
     ({"tls_cert": "/nonexistent/cert.pem"}, "go together"),
     ({"tls_ca": "/nonexistent/ca.pem"}, "cannot be read"),
+    ({"tls_credentials": "ca.pem"}, "must be grpc.ChannelCredentials"),
+    ({"tls_credentials": grpc.ssl_channel_credentials(), "tls_ca": "ca.pem"}, "not both"),
     ({"user": "root"}, "password must be a str"),
     ({"password": "secret"}, "user must be a non-empty str"),
 ]

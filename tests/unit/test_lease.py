@@ -50,3 +50,30 @@ def test_remaining() -> None:
     assert lease.remaining() == 1.5
     clock.now = 102.0
     assert lease.remaining() == -0.5
+
+
+def test_extend_records_when_the_renewal_was_sent() -> None:
+    clock = FakeClock()
+    lease = Lease(1, 2, 101.5, clock, sent_at=100.0)
+    assert lease.renewed_at == 100.0
+    lease.extend(102.2, sent_at=100.7)
+    assert lease.renewed_at == 100.7
+    lease.extend(101.9, sent_at=100.4)  # an older renewal's late answer changes nothing
+    assert (lease.valid_until, lease.renewed_at) == (102.2, 100.7)
+
+
+def test_why_a_term_ended_puts_the_deadline_first() -> None:
+    from leaderelect._campaign import _why_ended
+    from leaderelect.term import DemotionReason
+
+    clock = FakeClock()
+    lease = Lease(1, 2, 101.5, clock)
+    assert _why_ended(lease, DemotionReason.KEY_DELETED) == DemotionReason.KEY_DELETED
+    clock.now = 101.6  # resumed after a pause: the deletion seen now was caused by our deadline
+    assert _why_ended(lease, DemotionReason.KEY_DELETED) == DemotionReason.DEADLINE_PASSED
+    revoked = Lease(2, 2, 101.5, FakeClock())
+    revoked.lose("lease expired on the server")
+    assert _why_ended(revoked, DemotionReason.KEY_DELETED) == DemotionReason.LEASE_LOST
+    late = Lease(3, 2, 101.5, FakeClock())
+    late.lose("deadline passed without renewal")
+    assert _why_ended(late, DemotionReason.LEASE_LOST) == DemotionReason.DEADLINE_PASSED
