@@ -11,6 +11,7 @@
 
 import logging
 
+from leaderelect._clock import clock
 from leaderelect.elector import LeaderElector
 from leaderelect.exceptions import (
     ConfigurationError,
@@ -43,6 +44,7 @@ __all__ = [
     "Session",
     "Term",
     "__version__",
+    "clock",
 ]
 
 logging.getLogger(__name__).addHandler(logging.NullHandler())

@@ -19,6 +19,7 @@ import time
 from typing import Any
 
 from leaderelect import election
+from leaderelect._clock import clock
 from leaderelect.elector import LeaderElector
 from leaderelect.exceptions import ConfigurationError, LeaderElectError
 from leaderelect.term import Leader
@@ -160,13 +161,13 @@ def _observe(args: argparse.Namespace) -> int:
 
 
 def _candidate(args: argparse.Namespace) -> int:
-    """Campaign; print one JSON line per event (t on the host-wide monotonic clock)."""
+    """Campaign; print one JSON line per event (t on leaderelect.clock(), host-wide)."""
     elector = LeaderElector(args.name, args.value, endpoints=args.endpoints, ttl=args.ttl)
     lock = threading.Lock()
 
     def emit(ev: str, **fields: Any) -> None:
         with lock:
-            print(json.dumps({"t": time.monotonic(), "pid": os.getpid(), "ev": ev, **fields}), flush=True)
+            print(json.dumps({"t": clock(), "pid": os.getpid(), "ev": ev, **fields}), flush=True)
 
     elector.on_elected(lambda term: emit("elected", token=term.fencing_token))
     elector.on_demoted(lambda term, reason: emit("demoted", token=term.fencing_token, reason=str(reason)))

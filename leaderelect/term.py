@@ -46,13 +46,13 @@ class Term:
     lease_id: int
     #: the value proclaimed when the term began
     value: str
-    #: ``time.monotonic()`` when this process learned it leads
+    #: :func:`leaderelect.clock` when this process learned it leads
     elected_at: float
     _lease: Lease = field(repr=False, compare=False)
 
     @property
     def valid_until(self) -> float:
-        """The ``time.monotonic()`` instant the term ends unless renewed; advances with each renewal."""
+        """The :func:`leaderelect.clock` instant the term ends unless renewed; advances with each renewal."""
         return self._lease.valid_until
 
 

@@ -1,7 +1,7 @@
 """One contender process: a real LeaderElector that records its history as JSON lines.
 
-Every line has ``t`` (``time.monotonic()``: CLOCK_MONOTONIC is host-wide, so all
-contenders share one clock), ``pid`` and ``ev``. While leading it acts every ~100 ms:
+Every line has ``t`` (:func:`leaderelect.clock`, the clock ``valid_until`` is on: host-wide, so
+all contenders share one clock), ``pid`` and ``ev``. While leading it acts every ~100 ms:
 check ``is_leader``, record ``act``, then a fenced write guarded by the term's token
 (``t_send`` is when the write was sent). After a pause (a loop gap over a second) it
 tries one write with the *stale* term, bypassing the local check, to show that etcd itself
@@ -20,11 +20,11 @@ import os
 import signal
 import sys
 import threading
-import time
 from collections import Counter
 from typing import IO, Any
 
 from leaderelect import EtcdError, LeaderElector, Term, election
+from leaderelect._clock import clock
 
 PERIOD = 0.1
 
@@ -35,7 +35,7 @@ class History:
         self._lock = threading.Lock()
 
     def log(self, ev: str, **fields: Any) -> None:
-        line = json.dumps({"t": time.monotonic(), "pid": os.getpid(), "ev": ev, **fields})
+        line = json.dumps({"t": clock(), "pid": os.getpid(), "ev": ev, **fields})
         with self._lock:
             self._file.write(line + "\n")
             self._file.flush()
@@ -43,16 +43,16 @@ class History:
 
 def _hold_gil(seconds: float) -> None:
     """Hold the GIL for about *seconds*: sum() over a range runs in C without releasing it."""
-    end = time.monotonic() + seconds
+    end = clock() + seconds
     chunk = 2_000_000
-    while time.monotonic() < end:
+    while clock() < end:
         sum(range(chunk))
 
 
 def _gil_hog(stop: threading.Event, total: float, history: History) -> None:
     history.log("gil_hog", seconds=total)
-    end = time.monotonic() + total
-    while time.monotonic() < end and not stop.is_set():
+    end = clock() + total
+    while clock() < end and not stop.is_set():
         _hold_gil(0.5)
         if stop.wait(0.2):
             return
@@ -77,10 +77,10 @@ def _sockets() -> list[str]:
 def _sockets_after_stop(before: list[str], grace: float = 2.0) -> list[str]:
     """Sockets opened since *before* that are still open, after up to *grace* seconds
     (gRPC closes a channel's sockets on its own threads, shortly after close())."""
-    deadline = time.monotonic() + grace
+    deadline = clock() + grace
     while True:
         new = sorted((Counter(_sockets()) - Counter(before)).elements())
-        if not new or time.monotonic() > deadline:
+        if not new or clock() > deadline:
             return new
         threading.Event().wait(0.05)
 
@@ -89,7 +89,7 @@ def _stale_write(elector: LeaderElector, term: Term, data_key: str, history: His
     """Send the old term's fenced write, bypassing the local check (3 tries: the connection
     may be re-established right after a pause)."""
     for _ in range(3):
-        t_send = time.monotonic()
+        t_send = clock()
         try:
             accepted = election.fenced_txn(
                 elector._session.client, term.key.encode(), term.fencing_token, {data_key.encode(): b"stale"}, []
@@ -154,11 +154,11 @@ def main(argv: list[str] | None = None) -> int:
     history.log("start", ttl=args.ttl, sockets=len(sockets_before))
     elector.start()
     last_term: Term | None = None
-    last_loop = time.monotonic()
+    last_loop = clock()
     leases: set[int] = set()
     try:
         while not stop.wait(PERIOD):
-            now = time.monotonic()
+            now = clock()
             current = elector.term
             ended = current is None or last_term is None or current.fencing_token != last_term.fencing_token
             if now - last_loop > 1.0 and last_term is not None and ended:
@@ -166,14 +166,14 @@ def main(argv: list[str] | None = None) -> int:
                 history.log("resumed", gap=now - last_loop, is_leader=elector.is_leader)
                 _stale_write(elector, last_term, data_key, history)
             last_loop = now
-            t_check = time.monotonic()  # read before is_leader: the term was valid at or after it
+            t_check = clock()  # read before is_leader: the term was valid at or after it
             term = elector.term
             if term is None:
                 continue
             last_term = term
             leases.add(term.lease_id)
             history.log("act", token=term.fencing_token, valid_until=term.valid_until, t_check=t_check)
-            t_send = time.monotonic()
+            t_send = clock()
             try:
                 accepted = elector.fenced_put(data_key, f"{os.getpid()}:{term.fencing_token}", term=term)
             except EtcdError as err:  # an unreachable etcd: the write is neither accepted nor lost
@@ -182,13 +182,13 @@ def main(argv: list[str] | None = None) -> int:
             history.log("fenced_write", token=term.fencing_token, accepted=accepted, t_send=t_send)
     finally:
         hog_stop.set()
-        t_stop = time.monotonic()
+        t_stop = clock()
         lease = elector._session.lease
         elector.stop()
         left = [t.name for t in threading.enumerate() if t.name.startswith("leaderelect-")]
         history.log(
             "exit",
-            stop_seconds=time.monotonic() - t_stop,
+            stop_seconds=clock() - t_stop,
             threads_left=left,
             sockets_left=_sockets_after_stop(sockets_before),
             leases=sorted(leases | ({lease.id} if lease else set())),

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from leaderelect import election
+from leaderelect._clock import clock
 from leaderelect._config import default_guard, parse_endpoints
 from leaderelect._etcd import EtcdClient, prefix_end
 from leaderelect.chaos.procs import Contender
@@ -127,7 +128,7 @@ class Harness:
         if leader is not None:
             current = self._etcd_leader()
             if current is not None:
-                final = {"t": time.monotonic(), "token": current.token}
+                final = {"t": clock(), "token": current.token}
         for slot in self.slots:
             if slot.contender is not None and slot.contender.alive:
                 slot.contender.proc.send_signal(signal.SIGTERM)  # type: ignore[union-attr]
@@ -157,9 +158,9 @@ class Harness:
                 if event["ev"] == "exit":
                     leases.update(event.get("leases", []))
         # keys of crashed processes expire with their leases: wait a TTL for them
-        deadline = time.monotonic() + self.ttl + 3
+        deadline = clock() + self.ttl + 3
         keys: list[str] = []
-        while time.monotonic() < deadline:
+        while clock() < deadline:
             try:
                 keys = [kv.key.decode() for kv in self.client.range(pfx, prefix_end(pfx)).kvs]
             except EtcdError:
@@ -221,9 +222,9 @@ class Harness:
                 return False
             pid = slot.contender.pid
             if not stable or stable[0][0] != pid:
-                stable[:] = [(pid, time.monotonic())]
+                stable[:] = [(pid, clock())]
             found[:] = [slot]
-            return time.monotonic() - stable[0][1] >= self.ttl
+            return clock() - stable[0][1] >= self.ttl
 
         if not wait_until(steady, timeout, interval=0.05):
             self.say(f"  no steady leader within {timeout} s")
@@ -257,18 +258,18 @@ class Harness:
     def _pause_leader(self, leader: Slot) -> dict[str, Any]:
         assert leader.contender is not None
         leader.contender.pause()
-        start = time.monotonic()
+        start = clock()
         time.sleep(self.ttl + 3)
         leader.contender.resume()
-        return self.record("pause_leader", start, time.monotonic(), pid=leader.contender.pid)
+        return self.record("pause_leader", start, clock(), pid=leader.contender.pid)
 
     def _partition(self, fault: str, slot: Slot) -> dict[str, Any]:
         assert slot.contender is not None
         slot.set_network("blackhole")
-        start = time.monotonic()
+        start = clock()
         time.sleep(2 * self.ttl)
         slot.set_network("pass")
-        return self.record(fault, start, time.monotonic(), pid=slot.contender.pid)
+        return self.record(fault, start, clock(), pid=slot.contender.pid)
 
     def _partition_leader(self, leader: Slot) -> dict[str, Any]:
         return self._partition("partition_leader", leader)
@@ -281,11 +282,11 @@ class Harness:
         member = self.cluster.leader()
         probe = _WriteProbe(self.cluster.endpoints)
         member.kill()
-        start = time.monotonic()
+        start = clock()
         time.sleep(1.0)
         member.start()
         outage = probe.stop()
-        return self.record("member_kill", start, time.monotonic(), member=member.name, write_outage=outage)
+        return self.record("member_kill", start, clock(), member=member.name, write_outage=outage)
 
     def _quorum_loss(self, leader: Slot) -> dict[str, Any]:
         raft = self.cluster.leader()
@@ -293,11 +294,11 @@ class Harness:
         victims = [raft, self.random.choice(others)]
         for member in victims:
             member.kill()
-        start = time.monotonic()
+        start = clock()
         time.sleep(2 * self.ttl)
         for member in victims:
             member.launch()
-        healed = time.monotonic()  # quorum can return from here on
+        healed = clock()  # quorum can return from here on
         window = self.record("quorum_loss", start, healed, members=[m.name for m in victims])
         for member in victims:
             member.wait_ready(60)
@@ -306,11 +307,11 @@ class Harness:
     def _whole_restart(self, leader: Slot) -> dict[str, Any]:
         for member in self.cluster.members:
             member.kill()
-        start = time.monotonic()
+        start = clock()
         time.sleep(0.5)
         for member in self.cluster.members:
             member.launch()
-        window = self.record("whole_restart", start, time.monotonic())
+        window = self.record("whole_restart", start, clock())
         for member in self.cluster.members:
             member.wait_ready(60)
         return window
@@ -323,30 +324,30 @@ class Harness:
         latency = steps[self._latency_step % len(steps)]
         self._latency_step += 1
         leader.set_network("pass", latency)
-        start = time.monotonic()
+        start = clock()
         time.sleep(2 * self.ttl)
         leader.set_network("pass", 0.0)
-        return self.record("slow_network", start, time.monotonic(), pid=leader.contender.pid, latency=round(latency, 3))
+        return self.record("slow_network", start, clock(), pid=leader.contender.pid, latency=round(latency, 3))
 
     def _gil_hog(self, leader: Slot) -> dict[str, Any]:
         assert leader.contender is not None and leader.contender.proc is not None
         leader.contender.proc.send_signal(signal.SIGUSR2)
-        start = time.monotonic()
+        start = clock()
         time.sleep(3.5)
-        return self.record("gil_hog", start, time.monotonic(), pid=leader.contender.pid)
+        return self.record("gil_hog", start, clock(), pid=leader.contender.pid)
 
     def _blackhole_no_keepalive(self, leader: Slot) -> dict[str, Any]:
         victim = self.slots[0]
         assert victim.keepalive_off and victim.contender is not None and victim.contender.proc is not None
         victim.set_network("blackhole")
-        start = time.monotonic()
+        start = clock()
         time.sleep(self.ttl + 0.5)
-        t_stop = time.monotonic()
+        t_stop = clock()
         victim.contender.proc.send_signal(signal.SIGTERM)
         stop_seconds: float | None
         try:
             victim.contender.proc.wait(30)
-            stop_seconds = time.monotonic() - t_stop
+            stop_seconds = clock() - t_stop
         except Exception:
             victim.contender.kill()
             stop_seconds = None
@@ -354,7 +355,7 @@ class Harness:
         window = self.record(
             "blackhole_no_keepalive",
             start,
-            time.monotonic(),
+            clock(),
             pid=victim.contender.pid,
             was_leader=victim is leader,
             stop_seconds=round(stop_seconds, 3) if stop_seconds is not None else None,
@@ -375,7 +376,7 @@ class _WriteProbe:
 
     def _run(self) -> None:
         while not self._stop.wait(0.05):
-            t = time.monotonic()
+            t = clock()
             try:
                 self._client.put(b"chaos-probe", b"x")
             except EtcdError:
@@ -397,8 +398,8 @@ def run(harness: Harness, schedule: list[str] | None, duration: float) -> None:
             for fault in schedule:
                 harness.inject(fault)
         else:
-            end = time.monotonic() + duration
-            while time.monotonic() < end:
+            end = clock() + duration
+            while clock() < end:
                 harness.inject(harness.random.choice(FAULTS))
         harness.finish()
     finally:

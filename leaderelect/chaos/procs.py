@@ -10,6 +10,8 @@ import sys
 from dataclasses import dataclass, field
 from typing import Any
 
+from leaderelect._clock import clock
+
 
 @dataclass
 class Contender:
@@ -54,11 +56,9 @@ class Contender:
 
     def kill(self) -> float:
         """SIGKILL; appends a ``crashed`` marker to its history (it cannot)."""
-        import time
-
         assert self.proc is not None
         self.proc.kill()
-        t = time.monotonic()
+        t = clock()
         self.proc.wait(10)
         with open(self.history, "a") as fh:
             fh.write(json.dumps({"t": t, "pid": self.proc.pid, "ev": "crashed"}) + "\n")
