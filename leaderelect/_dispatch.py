@@ -10,9 +10,10 @@ from __future__ import annotations
 import logging
 import queue
 import threading
-import time
 from collections.abc import Sequence
 from typing import Any, Callable
+
+from leaderelect import _clock
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +38,7 @@ class Dispatcher:
     :param clock: monotonic clock, injectable for tests.
     """
 
-    def __init__(self, name: str, *, slow_after: float, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, name: str, *, slow_after: float, clock: Callable[[], float] = _clock.clock) -> None:
         self.name = name
         self.slow_after = slow_after
         self._clock = clock
@@ -101,7 +102,10 @@ class Dispatcher:
         started = self._clock()
         try:
             callback(*args)
-        except Exception:
+        except BaseException:
+            # A SystemExit or KeyboardInterrupt raised by user code here would otherwise end the
+            # dispatcher: on_demoted would never fire and every later step-down would wait out
+            # demote_timeout. It is user code's exception, not a request to stop the process.
             log.exception("[%s] %s callback %s raised", self.name, what, _describe(callback))
         elapsed = self._clock() - started
         if elapsed > self.slow_after:

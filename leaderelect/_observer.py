@@ -15,15 +15,16 @@ from __future__ import annotations
 import bisect
 import logging
 import os
+import random
 import threading
-import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Callable
 
+from leaderelect import _clock
 from leaderelect._etcd import EtcdClient, Subscription, pb, prefix_end
 from leaderelect._retry import retrying
-from leaderelect.election import Candidate, prefix
+from leaderelect.election import Candidate, is_candidate, prefix
 from leaderelect.exceptions import EtcdError, EtcdUnavailableError
 
 log = logging.getLogger(__name__)
@@ -86,7 +87,7 @@ class View:
     revision: int = 0
     leader: Candidate | None = None
     known: bool = False
-    #: ``time.monotonic()`` of the last answer from etcd that confirmed this view
+    #: :func:`leaderelect.clock` of the last answer from etcd that confirmed this view
     observed_at: float = 0.0
     size: int = 0
 
@@ -115,7 +116,7 @@ class Observer:
         listener: Listener | None = None,
         *,
         probe_interval: float,
-        clock: Callable[[], float] = time.monotonic,
+        clock: Callable[[], float] = _clock.clock,
     ) -> None:
         self._client = client
         self._name = name
@@ -128,6 +129,8 @@ class Observer:
         self._view = View()
         self._queue = CandidateQueue()
         self._watch: Subscription | None = None
+        self._synced: tuple[CandidateQueue, int] = (CandidateQueue(), 0)
+        self._established_at: float | None = None
         self._thread = threading.Thread(target=self._run, name=f"leaderelect-observe-{name}", daemon=True)
         self._pool_key: tuple[object, ...] | None = None
 
@@ -188,11 +191,13 @@ class Observer:
             self._publish(view.revision, False, view.observed_at)
 
     def _run(self) -> None:
+        quick_failures = 0
         while not self._stop.is_set():
             try:
                 watch = self._connect()
                 if watch is None:
                     return
+                self._established_at = None
                 try:
                     self._follow(watch)
                 except EtcdError as err:
@@ -202,8 +207,22 @@ class Observer:
                     watch.cancel()
                     with self._lock:
                         self._watch = None
-                # The first reconnect is immediate: a member failover should not flap the
-                # observed leader. If it fails, the view becomes unknown (see _connect).
+                established_at = self._established_at
+                if established_at is None:
+                    # Refused at once (a stale auth token, a missing permission): nothing is
+                    # being followed, so say so, and do not hammer etcd with retries.
+                    self._mark_unknown()
+                    quick_failures += 1
+                elif self._clock() - established_at < _QUICK:
+                    quick_failures += 1
+                else:
+                    quick_failures = 0
+                # The first reconnect after a watch that worked is immediate: a member
+                # failover should not flap the observed leader. Repeated quick failures back
+                # off (jittered, capped): a refused watch was retried in a busy loop.
+                backoff = quick_failures > (0 if established_at is None else 1)
+                if backoff and self._stop.wait(_backoff(quick_failures)):
+                    return
             except Exception:  # a bug must not leave a silently dead thread: say it, go on
                 log.exception("[%s] observer failed; resyncing in 1 s", self._name)
                 self._mark_unknown()
@@ -230,15 +249,20 @@ class Observer:
             self._prefix, end, sort_target=pb.RangeRequest.CREATE, sort_order=pb.RangeRequest.ASCEND
         )
         revision = response.header.revision
-        queue = CandidateQueue(map(Candidate.from_kv, response.kvs))
+        queue = CandidateQueue(c for c in map(self._candidate, response.kvs) if c is not None)
         watch = self._client.watch(self._prefix, end, revision + 1, probe_interval=self._probe_interval)
         with self._lock:
             self._watch = watch
-            self._queue = queue
+            # Shown once etcd confirms the watch (see _follow): a view is known only while
+            # something follows it.
+            self._synced = (queue, revision)
         if self._stop.is_set():
             watch.cancel()
-        self._publish(revision, True, self._clock())
         return watch
+
+    def _candidate(self, kv: pb.KeyValue) -> Candidate | None:
+        """The candidate *kv* is, or None for any other key under the prefix."""
+        return Candidate.from_kv(kv) if is_candidate(self._prefix, kv) else None
 
     def _follow(self, watch: Subscription) -> None:
         for response in watch:
@@ -248,19 +272,36 @@ class Observer:
                 raise EtcdUnavailableError(f"watch compacted at {response.compact_revision}")
             if response.canceled:
                 raise EtcdUnavailableError(f"watch canceled: {response.cancel_reason or 'no reason given'}")
+            if response.created:
+                with self._lock:
+                    self._queue, revision = self._synced
+                self._established_at = self._clock()
+                self._publish(revision, True, self._clock())
+                continue
             revision = self.view.revision
             with self._lock:
                 for event in response.events:
                     key = event.kv.key.decode("utf-8", "replace")
-                    if event.type == pb.Event.DELETE:
-                        self._queue.delete(key)
+                    candidate = None if event.type == pb.Event.DELETE else self._candidate(event.kv)
+                    if candidate is None:
+                        self._queue.delete(key)  # gone, or (re)written as something else
                     else:
-                        self._queue.put(Candidate.from_kv(event.kv))
+                        self._queue.put(candidate)
                     revision = max(revision, event.kv.mod_revision)
-            if not response.events and not response.created:
+            if not response.events:
                 # A progress answer: every event up to this revision has been delivered.
                 revision = max(revision, response.header.revision)
             self._publish(revision, True, self._clock())
+
+
+#: a watch that ends sooner than this after etcd confirmed it counts as a quick failure
+_QUICK = 1.0
+
+
+def _backoff(failures: int) -> float:
+    """Seconds before reconnect number *failures* in a row: 50 ms doubling to 2 s, jittered."""
+    base = min(2.0, 0.05 * 2.0 ** (failures - 1))
+    return base / 2 + random.uniform(0, base / 2)
 
 
 class NoObserver:

@@ -4,7 +4,8 @@ Guarantees, and their limits:
 
 * **One leader at a time, by the local clock.** A leader demotes itself when its lease's
   local deadline passes without a renewal — ``t_send + granted_ttl - guard``, where
-  ``t_send`` is when the last successful renewal was *sent*, on ``time.monotonic()``. etcd
+  ``t_send`` is when the last successful renewal was *sent*, on :func:`leaderelect.clock`
+  (CLOCK_BOOTTIME on Linux, so a suspended host's deadline passes while it sleeps). etcd
   cannot expire the lease, and so cannot elect a successor, before ``t_send + granted_ttl``.
   ``is_leader`` is computed from that deadline on every read, so a paused or GIL-starved
   process reads False the instant it resumes late. What this cannot cover: code that
@@ -31,14 +32,14 @@ reads False on resume and ``on_demoted`` fires; the order of callbacks across pr
 from __future__ import annotations
 
 import logging
+import math
 import os
 import queue
 import threading
-import time
 from collections.abc import Iterable, Mapping
 from typing import Any, Callable, TypeVar
 
-from leaderelect import _config, _observer, election
+from leaderelect import _clock, _config, _observer, election
 from leaderelect._campaign import Campaign
 from leaderelect._dispatch import Dispatcher
 from leaderelect._observer import NoObserver, Observer, View
@@ -107,7 +108,7 @@ class LeaderElector:
         user: str | None = None,
         password: str | None = None,
         keepalive_time: float | None = 6.0,
-        clock: Callable[[], float] = time.monotonic,
+        clock: Callable[[], float] = _clock.clock,
         _allow_unsafe_guard: bool = False,
     ) -> None:
         self.name = _config.check_name(name)
@@ -238,13 +239,23 @@ class LeaderElector:
 
     # -- lifecycle ---------------------------------------------------------------------------
 
+    def _forked(self) -> bool:
+        """True in a child process forked from the one that created this elector. Checked
+        before any lock is taken: a lock held by one of our threads at fork() stays held in
+        the child for ever."""
+        return os.getpid() != self._pid
+
     def _check_pid(self) -> None:
-        if os.getpid() != self._pid:
-            raise ElectorStateError(
-                f"elector {self.name!r} was created in process {self._pid} and used in {os.getpid()} after "
-                "fork(); gRPC is not fork-safe: create the elector in the process that uses it "
-                "(for gunicorn, in the post_fork hook; for uWSGI, with --lazy-apps or @postfork)"
-            )
+        if self._forked():
+            raise ElectorStateError(self._fork_message())
+
+    def _fork_message(self) -> str:
+        return (
+            f"elector {self.name!r} was created in process {self._pid} and used in {os.getpid()} after "
+            "fork(); gRPC is not fork-safe: create the elector in the process that uses it "
+            "(for gunicorn, in the post_fork hook; for uWSGI, with --lazy-apps or @postfork; "
+            "for multiprocessing, in the child or with the 'spawn' start method)"
+        )
 
     def start(self) -> LeaderElector:
         """Start campaigning in daemon threads; returns at once.
@@ -332,13 +343,21 @@ class LeaderElector:
 
     @property
     def is_leader(self) -> bool:
-        """True while this process leads; computed from the local deadline on every read."""
+        """True while this process leads; computed from the local deadline on every read.
+
+        Always False in a process forked from the one that created the elector: the copy
+        of a leader is not a leader (its threads and its connection were not copied).
+        """
+        if self._forked():
+            return False
         with self._lock:
             return self._term is not None and self._term._lease.alive()
 
     @property
     def term(self) -> Term | None:
-        """The current term, or None when not leading."""
+        """The current term, or None when not leading (always None in a forked copy)."""
+        if self._forked():
+            return None
         with self._lock:
             term = self._term
         return term if term is not None and term._lease.alive() else None
@@ -350,6 +369,9 @@ class LeaderElector:
 
     @property
     def observation(self) -> Observation:
+        """What this process knows of the leader; unknown in a forked copy, which follows nothing."""
+        if self._forked():  # before the observer's lock (see _forked)
+            return Observation(None, False, math.inf)
         view = self._observer.view
         return Observation(view.leader if view.known else None, view.known, self._clock() - view.observed_at)
 
@@ -372,8 +394,27 @@ class LeaderElector:
         None when none or unknown), ``leader_known``, ``observation_age`` (s), ``token`` and
         ``valid_for`` (s left in this term; None unless leading), ``lease_remaining`` (s),
         ``last_renewal_age`` (s since the last successful renewal was sent), ``elections``,
-        ``demotions`` (by reason), ``reconnects``, ``endpoint``, ``pid``.
+        ``demotions`` (by reason), ``reconnects``, ``endpoint``, ``pid``, ``error`` (None, or
+        what is wrong). In a process forked from the elector's, ``role`` is "forked copy".
         """
+        if self._forked():  # touch no lock: a thread of the parent may have held it at fork()
+            return {
+                "name": self.name,
+                "role": "forked copy",
+                "leader": None,
+                "leader_known": False,
+                "observation_age": None,
+                "token": None,
+                "valid_for": None,
+                "lease_remaining": None,
+                "last_renewal_age": None,
+                "elections": self.elections,
+                "demotions": dict(self.demotions),
+                "reconnects": self._session.client.reconnects,
+                "endpoint": None,
+                "pid": os.getpid(),
+                "error": self._fork_message(),
+            }
         term, obs = self.term, self.observation
         lease = self._session.lease
         return {
@@ -391,6 +432,7 @@ class LeaderElector:
             "reconnects": self._session.client.reconnects,
             "endpoint": str(self._session.client.current_endpoint),
             "pid": os.getpid(),
+            "error": None,
         }
 
     # -- leader operations -------------------------------------------------------------------

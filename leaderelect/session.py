@@ -7,8 +7,8 @@ that ended is never resumed — etcd refreshes every lease to its full TTL after
 and a kept lease would keep a dead leader's key alive.
 
 The local deadline of a lease is ``t_send + granted_ttl - guard``, where ``t_send`` is read
-on ``time.monotonic()`` *before* sending the last renewal (or grant) that succeeded: etcd
-cannot expire the lease before ``t_send + granted_ttl``.
+on :func:`leaderelect.clock` (CLOCK_BOOTTIME where the platform has it) *before* sending
+the last renewal (or grant) that succeeded: etcd cannot expire the lease before ``t_send + granted_ttl``.
 """
 
 from __future__ import annotations
@@ -16,10 +16,9 @@ from __future__ import annotations
 import logging
 import os
 import threading
-import time
 from typing import Any, Callable
 
-from leaderelect import _config
+from leaderelect import _clock, _config
 from leaderelect._etcd import EtcdClient
 from leaderelect._retry import retrying
 from leaderelect.exceptions import ConfigurationError, ElectorStateError, EtcdError, LeaseExpiredError
@@ -39,7 +38,7 @@ class Lease:
     """One granted lease and its local deadline (which only moves forward)."""
 
     def __init__(
-        self, lease_id: int, ttl: int, valid_until: float, clock: Clock = time.monotonic, sent_at: float | None = None
+        self, lease_id: int, ttl: int, valid_until: float, clock: Clock = _clock.clock, sent_at: float | None = None
     ) -> None:
         #: the lease id etcd assigned
         self.id = lease_id
@@ -48,13 +47,14 @@ class Lease:
         self._valid_until = valid_until
         self._clock = clock
         self._lost_reason: str | None = None
+        self._pid = os.getpid()
         self._lock = threading.Lock()
-        #: ``time.monotonic()`` when the last successful renewal (or the grant) was sent
+        #: :func:`leaderelect.clock` when the last successful renewal (or the grant) was sent
         self.renewed_at = valid_until - ttl if sent_at is None else sent_at
 
     @property
     def valid_until(self) -> float:
-        """The ``time.monotonic()`` instant this lease stops being trusted locally."""
+        """The :func:`leaderelect.clock` instant this lease stops being trusted locally."""
         with self._lock:
             return self._valid_until
 
@@ -81,7 +81,13 @@ class Lease:
             return True
 
     def alive(self) -> bool:
-        """Not lost, and its local deadline not passed: computed now, never a stale flag."""
+        """Not lost, and its local deadline not passed: computed now, never a stale flag.
+
+        False in a forked copy of the process that holds the lease (checked before the
+        lock, which a thread of the parent may have held at fork()).
+        """
+        if os.getpid() != self._pid:
+            return False
         with self._lock:
             return self._lost_reason is None and self._clock() < self._valid_until
 
@@ -132,7 +138,7 @@ class Session:
         password: str | None = None,
         keepalive_time: float | None = 6.0,
         name: str = "session",
-        clock: Clock = time.monotonic,
+        clock: Clock = _clock.clock,
         _allow_unsafe_guard: bool = False,
     ) -> None:
         parsed, https = _config.parse_endpoints(endpoints)
