@@ -58,6 +58,18 @@ def candidate_key(name: str, lease_id: int) -> bytes:
     return prefix(name) + format(lease_id, "x").encode()
 
 
+def is_candidate(pfx: bytes, kv: pb.KeyValue) -> bool:
+    """Whether *kv* is a candidate of the election with prefix *pfx*: exactly
+    ``<name>/<its own lease id in lowercase hex>``, on a lease.
+
+    Anything else under the prefix is not: a key the application keeps there (a leaseless
+    ``jobs/last-run`` would lead forever and block every successor), or a candidate of a
+    nested election (``jobs/eu/<lease>``). Go's ``concurrency.Election`` writes exactly
+    this shape, so its candidates still count.
+    """
+    return kv.lease != 0 and kv.key == pfx + format(kv.lease, "x").encode()
+
+
 def _put(key: bytes, value: bytes, lease: int) -> pb.RequestOp:
     return pb.RequestOp(request_put=pb.PutRequest(key=key, value=value, lease=lease))
 
@@ -132,18 +144,19 @@ def fenced_txn(
 
 
 def participants(client: EtcdClient, name: str, *, timeout: float | None = None) -> tuple[list[Candidate], int]:
-    """Every candidate in queue order (the leader first), and the revision read at."""
+    """Every candidate in queue order (the leader first), and the revision read at.
+
+    Only keys of candidates count (see :func:`is_candidate`); other keys under the prefix
+    are left alone.
+    """
     pfx = prefix(name)
     response = client.range(
         pfx, prefix_end(pfx), sort_target=_CREATE, sort_order=pb.RangeRequest.ASCEND, timeout=timeout
     )
-    return [Candidate.from_kv(kv) for kv in response.kvs], response.header.revision
+    return [Candidate.from_kv(kv) for kv in response.kvs if is_candidate(pfx, kv)], response.header.revision
 
 
 def leader(client: EtcdClient, name: str, *, timeout: float | None = None) -> Candidate | None:
-    """The current leader (lowest create revision), or None."""
-    pfx = prefix(name)
-    response = client.range(
-        pfx, prefix_end(pfx), limit=1, sort_target=_CREATE, sort_order=pb.RangeRequest.ASCEND, timeout=timeout
-    )
-    return Candidate.from_kv(response.kvs[0]) if response.kvs else None
+    """The current leader (the candidate with the lowest create revision), or None."""
+    candidates, _ = participants(client, name, timeout=timeout)
+    return candidates[0] if candidates else None

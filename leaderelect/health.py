@@ -5,7 +5,8 @@ In pre-fork servers the elector is created after the fork (gunicorn's ``post_for
 a zero-argument callable that returns the current one (or None before it exists).
 
 The answer is HTTP 200 while the elector runs and knows the leader (it may or may not be the
-leader: ``role`` says), and 503 when it is stopped, not created yet, or cut off from etcd.
+leader: ``role`` says), and 503 when it is stopped, not created yet, cut off from etcd, or a
+copy inherited across ``fork()``.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ def health(ref: ElectorRef) -> tuple[dict[str, Any], int]:
     if elector is None:
         return {"role": "not started"}, 503
     status = elector.status()
-    ok = status["role"] != "stopped" and bool(status["leader_known"])
+    ok = status["role"] not in ("stopped", "forked copy") and bool(status["leader_known"])
     return status, 200 if ok else 503
 
 

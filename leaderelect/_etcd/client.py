@@ -294,12 +294,22 @@ class EtcdClient:
             call = conn.unary("/etcdserverpb.Auth/Authenticate", pb.AuthenticateResponse)
             request = pb.AuthenticateRequest(name=self._user or "", password=self._password or "")
             try:
-                response = call(request, timeout=self.call_timeout)
+                # A failover on another thread may close *conn* meanwhile: grpcio then raises
+                # ValueError, which must become a retryable EtcdError like any lost channel.
+                with self._closed_channel_is_unavailable(conn, "Authenticate"):
+                    response = call(request, timeout=self.call_timeout)
             except grpc.RpcError as err:
                 raise self._translate(err, conn, "Authenticate") from err
             self._token = response.token
             log.debug("authenticated to etcd as %s", self._user)
             return self._token
+
+    def _forget_token(self, stale: str | None) -> None:
+        """*stale* was refused where no call could retry it (a watch stream): the next call
+        authenticates anew, unless another thread already did."""
+        with self._auth_lock:
+            if stale is not None and self._token == stale:
+                self._token = None
 
     @staticmethod
     def _is_auth_error(err: grpc.RpcError) -> bool:
@@ -308,11 +318,18 @@ class EtcdClient:
 
     # -- error translation --------------------------------------------------------------
 
-    def _translate(self, err: grpc.RpcError, conn: _Conn, what: str) -> EtcdError:
+    def _translate(self, err: grpc.RpcError, conn: _Conn, what: str, deadline: float | None = None) -> EtcdError:
+        """The EtcdError for *err*; moves to the next endpoint when *err* blames this one.
+
+        *deadline* is the one the call ran with: running out of a deadline that the caller
+        cut short (a call made with the lease's last milliseconds) says nothing about the
+        endpoint, and leaving a healthy member for it resynced every observer on it.
+        """
         call = cast(grpc.Call, err)
         code = call.code()
         message = f"{what} at {conn.endpoint}: {code.name}: {call.details()}"
-        if code in _FAILOVER:
+        short = deadline is not None and deadline < self.call_timeout
+        if code in _FAILOVER and not (code == grpc.StatusCode.DEADLINE_EXCEEDED and short):
             self._failover(conn)
         if code in _RETRYABLE:
             return EtcdUnavailableError(message, code=code.name)
@@ -335,7 +352,7 @@ class EtcdClient:
                 if attempt == 1 and self._user is not None and self._is_auth_error(err):
                     self._authenticate(conn, stale=dict(metadata).get("token"))
                     continue
-                raise self._translate(err, conn, what) from err
+                raise self._translate(err, conn, what, deadline) from err
         raise AssertionError("unreachable")  # pragma: no cover
 
     def range(
@@ -414,7 +431,7 @@ class EtcdClient:
         except grpc.RpcError as err:
             if self._user is not None and self._is_auth_error(err):
                 self._authenticate(conn, stale=dict(metadata).get("token"))
-            raise self._translate(err, conn, "LeaseKeepAlive") from err
+            raise self._translate(err, conn, "LeaseKeepAlive", deadline) from err
         finally:
             call.cancel()
         raise EtcdUnavailableError(f"LeaseKeepAlive at {conn.endpoint}: stream closed early")

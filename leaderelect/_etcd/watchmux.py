@@ -79,6 +79,7 @@ class _Stream:
         self.dead = False
         self._conn: _Conn = client._current()
         metadata = client._metadata(self._conn)
+        self._token = dict(metadata).get("token")
         handle = self._conn.stream("/etcdserverpb.Watch/Watch", pb.WatchResponse)
         with client._closed_channel_is_unavailable(self._conn, "Watch"):
             self._call = handle(self._request_stream(), metadata=metadata)
@@ -151,6 +152,7 @@ class _Stream:
 
     def _route(self, response: pb.WatchResponse) -> None:
         cancel_id: int | None = None
+        refused: Subscription | None = None  # refused over the stream's token
         with self._lock:
             if response.created:
                 sub = self._pending.popleft() if self._pending else None
@@ -159,14 +161,18 @@ class _Stream:
                     return
                 if response.canceled:  # refused (e.g. permission denied); its id is -1
                     sub.cancelled = True
-                    sub._put(EtcdError(f"watch refused: {response.cancel_reason or 'no reason given'}"))
-                    return
-                sub.watch_id = response.watch_id
-                if sub.cancelled:
-                    cancel_id = sub.watch_id  # cancelled while its create was in flight
+                    reason = response.cancel_reason or "no reason given"
+                    if not _refused_for_auth(reason):
+                        sub._put(EtcdError(f"watch refused: {reason}"))
+                        return
+                    refused = sub
                 else:
-                    self._active[sub.watch_id] = sub
-                    sub._put(response)
+                    sub.watch_id = response.watch_id
+                    if sub.cancelled:
+                        cancel_id = sub.watch_id  # cancelled while its create was in flight
+                    else:
+                        self._active[sub.watch_id] = sub
+                        sub._put(response)
             elif response.watch_id == _PROGRESS_ID:
                 for sub in self._active.values():
                     sub._put(response)
@@ -176,7 +182,17 @@ class _Stream:
                     if response.canceled:
                         del self._active[response.watch_id]
                     sub._put(response)
-        if cancel_id is not None:
+        if refused is not None:
+            # The stream's token was fixed when it opened and etcd now refuses it (it expired,
+            # or users or roles changed). Kept, it would refuse every new watch while the
+            # observers resynced in a loop: end it, and let the next stream authenticate anew.
+            self._client._forget_token(self._token)
+            error = EtcdUnavailableError(
+                f"Watch at {self._conn.endpoint}: refused: {response.cancel_reason}", code="UNAUTHENTICATED"
+            )
+            refused._put(error)
+            self._end(error)
+        elif cancel_id is not None:
             self._requests.put(pb.WatchRequest(cancel_request=pb.WatchCancelRequest(watch_id=cancel_id)))
 
     def _end(self, error: EtcdError | None) -> None:
@@ -193,6 +209,12 @@ class _Stream:
             if not sub.cancelled:
                 sub._put(error or EtcdUnavailableError("watch stream closed", code="CANCELLED"))
         self._on_end(self)
+
+
+def _refused_for_auth(reason: str) -> bool:
+    """Whether etcd refused a watch over its token rather than over the request."""
+    reason = reason.lower()
+    return any(words in reason for words in ("permission denied", "auth", "token", "user name is empty"))
 
 
 class WatchMux:

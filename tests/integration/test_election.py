@@ -393,3 +393,27 @@ def test_etcd_restart_unknown_leader_then_a_leader_again(fresh_etcd: EtcdServer,
     reasons = [a[1] for _, k, a in rec.events if k == "demoted"]
     assert reasons == [DemotionReason.DEADLINE_PASSED, DemotionReason.STOPPED]
     assert wait_until(lambda: set(leaderelect_threads()) <= before, 5)
+
+
+def test_only_candidate_keys_count_other_keys_under_the_prefix_are_ignored(
+    make_elector: ElectorFactory, name: str, etcd3_client: Any
+) -> None:
+    """The README's fencing example writes ``jobs/last-run`` in an election named ``jobs``.
+    That leaseless key sorted first and was taken for the leader: after the real leader
+    stopped nobody ever led again, and followers showed ``jobs/last-run`` as the leader.
+    A nested election (``jobs/eu``) blocked its parent the same way."""
+    etcd3_client.put(f"{name}/last-run", "app data")  # older than every candidate, no lease
+    nested = make_elector("nested", name=f"{name}/eu").start()
+    assert nested.wait_elected(10)
+    electors = [make_elector(f"c{i}").start() for i in range(2)]
+    assert wait_until(lambda: len(leaders(electors)) == 1, 10)
+    first = leaders(electors)[0]
+    assert [c.value for c in first.participants()] == [first.value, *(e.value for e in electors if e is not first)]
+    assert wait_until(lambda: all(e.leader is not None and e.leader.value == first.value for e in electors), 5)
+    first.stop()
+    other = next(e for e in electors if e is not first)
+    assert other.wait_elected(10)
+    assert wait_until(lambda: other.leader is not None and other.leader.value == other.value, 5)
+    assert nested.is_leader and nested.leader is not None and nested.leader.value == "nested"
+    value, _ = etcd3_client.get(f"{name}/last-run")
+    assert value == b"app data"  # never deleted

@@ -104,3 +104,52 @@ def test_unreadable_tls_file_is_a_configuration_error(tmp_path: Path, name: str)
 
     with pytest.raises(ConfigurationError, match="cannot be read"):
         LeaderElector(name, tls_ca=str(tmp_path / "missing.pem"))
+
+
+@pytest.fixture
+def short_token_etcd() -> Iterator[EtcdServer]:
+    with EtcdServer(extra_args=["--auth-token-ttl", "2"]) as server:
+        _etcdctl(server, "user", "add", "root:rootpw")
+        _etcdctl(server, "auth", "enable")
+        yield server
+
+
+def test_a_watch_refused_over_a_stale_token_reopens_the_stream_without_spinning(
+    short_token_etcd: EtcdServer, name: str
+) -> None:
+    """Electors of one process share one watch stream whose token is fixed when it opens.
+    Once that token expired (2 s idle here), a new watch on it was refused with "permission
+    denied", the stream was kept, and the observer resynced in a busy loop (1.35 CPU-seconds
+    per 2 s) while showing the view as known."""
+    auth = {"endpoints": short_token_etcd.endpoint, "ttl": 2, "user": "root", "password": "rootpw"}
+    first = LeaderElector(f"{name}-a", **auth)  # type: ignore[arg-type]
+    second = LeaderElector(f"{name}-b", **auth)  # type: ignore[arg-type]
+    with first:
+        assert first.wait_elected(10)
+        time.sleep(3.5)  # the shared stream's token expires on the server
+        with second:  # its watch goes on the same stream
+            cpu = time.process_time()
+            assert second.wait_elected(10)
+            assert wait_until(lambda: second.observation.known, 5)
+            time.sleep(2)
+            spent = time.process_time() - cpu
+            assert spent < 0.6, f"{spent:.2f} CPU-seconds in ~2 s: the observer is spinning"
+            assert second.observation.known and first.observation.known
+            assert second.leader is not None and second.leader.key == second.term.key  # type: ignore[union-attr]
+
+
+def test_reauthenticating_on_a_channel_a_failover_just_closed_is_retryable(auth_etcd: EtcdServer) -> None:
+    """grpcio raises ValueError for a call on a closed channel; from Authenticate it escaped
+    as a ValueError, reached a catch-all and cost the lease."""
+    from leaderelect._config import parse_endpoints
+    from leaderelect._etcd import EtcdClient
+    from leaderelect.exceptions import EtcdUnavailableError
+
+    client = EtcdClient(parse_endpoints(auth_etcd.endpoint)[0], user="root", password="rootpw", call_timeout=2)
+    try:
+        client._current().channel.close()  # what a concurrent failover does to the channel
+        with pytest.raises(EtcdUnavailableError, match="channel closed"):
+            client.range(b"k")
+        assert client.range(b"k").header.revision > 0  # the next call uses a new channel
+    finally:
+        client.close()

@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 
 from leaderelect._etcd import Endpoint, EtcdClient, pb, prefix_end
-from leaderelect.exceptions import EtcdUnavailableError, LeaseExpiredError
+from leaderelect.exceptions import EtcdError, EtcdUnavailableError, LeaseExpiredError
 from leaderelect.testing import EtcdServer
 
 
@@ -40,7 +40,7 @@ def test_txn_compare_create_revision(client: EtcdClient, name: str) -> None:
 
 def test_lease_ttl_is_raised_to_the_minimum_and_keepalive_renews(client: EtcdClient) -> None:
     lease_id, granted = client.lease_grant(1)
-    assert granted >= 2  # etcd raises a 1 s request to its minimum (FACTS.md)
+    assert granted >= 2  # etcd raises a 1 s request to its minimum (docs/facts.md)
     assert client.lease_keepalive(lease_id) == granted
     assert 0 < client.lease_time_to_live(lease_id) <= granted
     client.lease_revoke(lease_id)
@@ -112,3 +112,16 @@ def test_call_on_a_channel_closed_by_another_thread_is_retryable(client: EtcdCli
     with pytest.raises(EtcdUnavailableError):
         client.watch(b"x", b"y", 0, probe_interval=1.0)
     client.range(b"x")
+
+
+def test_a_deadline_the_caller_cut_short_does_not_leave_a_healthy_endpoint(client: EtcdClient) -> None:
+    """A call made with the lease's last milliseconds ran out of time and the client left a
+    healthy member for it, resyncing every observer on that connection."""
+    left: list[Endpoint] = []
+    client.failover_hooks.append(left.append)
+    with pytest.raises(EtcdUnavailableError, match="DEADLINE_EXCEEDED"):
+        client.range(b"k", timeout=0.000_001)
+    assert (client.reconnects, left) == (0, [])
+    with pytest.raises(EtcdError):  # DEADLINE_EXCEEDED, or etcd's UNKNOWN "context deadline exceeded"
+        client.lease_keepalive(1, timeout=0.000_001)
+    assert (client.reconnects, left) == (0, [])

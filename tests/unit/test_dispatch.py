@@ -89,3 +89,22 @@ def test_close_gives_up_on_a_hung_callback() -> None:
     assert d.close(0.2) is False
     release.set()
     d._thread.join(5)
+
+
+@pytest.mark.parametrize("exc", [SystemExit(3), KeyboardInterrupt(), GeneratorExit()])
+def test_a_base_exception_from_a_callback_is_contained(exc: BaseException, caplog: pytest.LogCaptureFixture) -> None:
+    """sys.exit() in a callback used to end the dispatcher thread: every later callback,
+    on_demoted included, never ran, and each step-down waited out demote_timeout."""
+    seen: list[str] = []
+
+    def leave() -> None:
+        raise exc
+
+    d = Dispatcher("t", slow_after=1.0)
+    d.start()
+    assert d.submit("on_elected", [leave, lambda: seen.append("same job")]).wait(5)
+    assert d.submit("on_demoted", [lambda: seen.append("next job")]).wait(5)
+    assert seen == ["same job", "next job"]
+    assert d._thread.is_alive()
+    assert d.close(5)
+    assert any("raised" in r.message and r.exc_info for r in caplog.records)
