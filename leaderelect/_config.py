@@ -14,7 +14,7 @@ from leaderelect._etcd import Endpoint, TLSFiles
 from leaderelect.exceptions import ConfigurationError
 
 DEFAULT_ENDPOINTS = "127.0.0.1:2379"
-MIN_TTL = 2  # etcd raises a smaller request to its 2 s minimum (FACTS.md)
+MIN_TTL = 2  # etcd raises a smaller request to its 2 s minimum (docs/facts.md)
 MAX_TTL = 9_000_000_000  # etcd's MaxLeaseTTL
 
 

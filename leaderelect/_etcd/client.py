@@ -2,7 +2,7 @@
 
 Why our own: the ``etcd3`` module on PyPI fails to import on protobuf >= 4, and its forks
 mark their only endpoint failed for 300 s after one timeout and have no per-call deadline
-(see FACTS.md). Here every unary call carries a deadline, a call that fails with
+(see docs/facts.md). Here every unary call carries a deadline, a call that fails with
 UNAVAILABLE or DEADLINE_EXCEEDED moves the client to the next endpoint, and streams are
 watched by transport keepalive *and* by an application-level progress probe.
 """
@@ -196,7 +196,7 @@ class EtcdClient:
             opts += [
                 ("grpc.keepalive_time_ms", int(self._keepalive_time * 1000)),
                 ("grpc.keepalive_timeout_ms", timeout_ms),
-                # Without this a frozen or blackholed etcd went unnoticed for 60 s (FACTS.md).
+                # Without this a frozen or blackholed etcd went unnoticed for 60 s (docs/facts.md).
                 ("grpc.http2.ping_timeout_ms", timeout_ms),
                 # etcd's enforcement policy does not permit pings without an active call: such
                 # pings earn strikes, then a GOAWAY "too_many_pings" that drops every stream on

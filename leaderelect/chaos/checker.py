@@ -1,6 +1,6 @@
 """The safety checker: reads contender histories and fault windows, and says PASS or FAIL.
 
-Properties (RELIABILITY.md): S1 no overlapping terms (margin 0, one shared clock); S2 tokens
+Properties (docs/reliability.md): S1 no overlapping terms (margin 0, one shared clock); S2 tokens
 strictly increase and accepted fenced writes lie inside their terms; S3 acts lie inside
 their terms, late acts were fenced off; C1 callback sequences; C2 hygiene after stop; L1
 leaderless gaps within bounds; plus what each fault must show.

@@ -1,5 +1,5 @@
 """The nemesis: a 3-member etcd cluster on loopback, contender processes that reach it
-through per-contender fault proxies, and the faults of RELIABILITY.md's schedule.
+through per-contender fault proxies, and the faults of the schedule in docs/reliability.md.
 
 Each fault is recorded as a window ``{fault, start, end, ...}`` in ``faults.jsonl``;
 contender histories land beside it, one file per process.
