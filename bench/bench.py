@@ -1,8 +1,11 @@
 """``make bench``: leaderelect beside etcd's floor and `etcdctl elect`, on the same etcd, in one run.
 
 Benchmarks assert nothing; they report (bench/RESULTS.md and bench/results.json).
-``QUICK=1`` runs fewer trials. Every time is on the host-wide monotonic clock, read by the
-process where the event happened.
+``QUICK=1`` runs fewer trials. Every time is on the host-wide monotonic clock. Graceful
+handoffs are timed the same way for every implementation, in this process: from the moment
+it asks the leader to step down (writes the command to its stdin, or sends SIGINT) to the
+arrival of the successor's "elected" line on its stdout pipe (stamped by a thread blocked
+reading that pipe, no polling). Other times are read by the process where the event happened.
 """
 
 from __future__ import annotations
@@ -10,7 +13,6 @@ from __future__ import annotations
 import json
 import os
 import platform
-import queue
 import signal
 import statistics
 import subprocess
@@ -59,32 +61,41 @@ def summary(values: list[float], scale: float = 1000.0) -> dict[str, Any]:
     }
 
 
+# Every Proc's reader thread notifies this when a line arrives: waits block on it, no polling.
+_arrived = threading.Condition()
+
+
 class Proc:
-    """A child process whose stdout JSON lines are collected with their receive time."""
+    """A child process whose stdout lines are collected with ``rx``, their arrival time here.
+
+    JSON lines (worker.py's protocol) become events as sent, plus ``rx``; other lines
+    (``json_lines=False``, e.g. etcdctl) become ``{"ev": "line", "line": ..., "t": rx, "rx": rx}``.
+    """
 
     def __init__(self, cmd: list[str], *, json_lines: bool = True) -> None:
         self.proc = subprocess.Popen(
             cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, bufsize=1
         )
         self.events: list[dict[str, Any]] = []
-        self.lines: queue.Queue[tuple[float, str]] = queue.Queue()
         self._json = json_lines
-        self._lock = threading.Lock()
         threading.Thread(target=self._read, daemon=True).start()
 
     def _read(self) -> None:
         assert self.proc.stdout is not None
+        # a blocking read per line: the stamp is taken as soon as the line is readable
         for line in self.proc.stdout:
-            t = time.monotonic()
+            rx = time.monotonic()
             if self._json:
                 try:
                     event = json.loads(line)
                 except ValueError:
                     continue
-                with self._lock:
-                    self.events.append(event)
+                event["rx"] = rx
             else:
-                self.lines.put((t, line.rstrip("\n")))
+                event = {"ev": "line", "line": line.rstrip("\n"), "t": rx, "rx": rx}
+            with _arrived:
+                self.events.append(event)
+                _arrived.notify_all()
 
     def send(self, **cmd: Any) -> None:
         assert self.proc.stdin is not None
@@ -92,26 +103,17 @@ class Proc:
         self.proc.stdin.flush()
 
     def find(self, ev: str, after: float = 0.0, **match: Any) -> dict[str, Any] | None:
-        with self._lock:
+        with _arrived:
             for event in self.events:
                 if event["ev"] == ev and event["t"] > after and all(event.get(k) == v for k, v in match.items()):
                     return event
         return None
 
     def wait(self, ev: str, after: float = 0.0, timeout: float = 30.0, **match: Any) -> dict[str, Any] | None:
-        found: list[dict[str, Any]] = []
-
-        def check() -> bool:
-            event = self.find(ev, after, **match)
-            if event is not None:
-                found.append(event)
-            return event is not None
-
-        wait_until(check, timeout, interval=0.001)
-        return found[0] if found else None
+        return wait_for(lambda: self.find(ev, after, **match), timeout)
 
     def leads(self) -> bool:
-        with self._lock:
+        with _arrived:
             turns = [e for e in self.events if e["ev"] in ("elected", "demoted")]
         return self.proc.poll() is None and bool(turns) and turns[-1]["ev"] == "elected"
 
@@ -125,31 +127,61 @@ class Proc:
                 self.proc.wait()
 
 
+def wait_for(found: Callable[[], Any], timeout: float) -> Any:
+    """Block until *found()* (evaluated whenever a Proc receives a line) is truthy; its value, or None."""
+    with _arrived:
+        return _arrived.wait_for(found, timeout) or None
+
+
 def first_elected(procs: list[Proc], after: float, timeout: float) -> dict[str, Any] | None:
-    """The earliest ``elected`` event after *after* among *procs* (waits for the first one)."""
-    found: list[dict[str, Any]] = []
+    """The first ``elected`` event (by arrival here) after *after* among *procs* (waits for one)."""
 
-    def any_elected() -> bool:
-        found[:] = [e for p in procs if (e := p.find("elected", after)) is not None]
-        return bool(found)
+    def any_elected() -> dict[str, Any] | None:
+        found = [e for p in procs if (e := p.find("elected", after)) is not None]
+        return min(found, key=lambda e: e["rx"]) if found else None
 
-    wait_until(any_elected, timeout, interval=0.002)
-    return min(found, key=lambda e: e["t"]) if found else None
+    return wait_for(any_elected, timeout)
 
 
 def step_down(
     workers: list[Proc], cmd: str, call_ev: str
-) -> tuple[Proc, dict[str, Any] | None, dict[str, Any] | None] | None:
-    """Ask the leading worker to step down: (that leader, its call event, the successor's
-    elected event), or None when no worker leads right now (after waiting for one)."""
+) -> tuple[Proc, float, dict[str, Any] | None, dict[str, Any] | None] | None:
+    """Ask the leading worker to step down: (that leader, the moment this process sent the
+    command, the leader's call event, the successor's elected event), or None when no worker
+    leads right now (after waiting for one). The handoff time is ``elected["rx"] - sent``."""
     leader = next((w for w in workers if w.leads()), None)
     if leader is None:
         wait_until(lambda: any(w.leads() for w in workers), 10)
         return None
-    t0 = time.monotonic()
+    sent = time.monotonic()
     leader.send(cmd=cmd)
-    call = leader.wait(call_ev, after=t0)
-    return leader, call, first_elected([w for w in workers if w is not leader], t0, 5)
+    call = leader.wait(call_ev, after=sent)
+    return leader, sent, call, first_elected([w for w in workers if w is not leader], sent, 5)
+
+
+def etcd_watchers(etcd: EtcdServer) -> tuple[float, float]:
+    """(watchers, unsynced watchers) from etcd's /metrics.
+
+    A watch created at a revision etcd already has (as etcd's Go client does for the key it
+    waits on: ``WithRev(resp.Header.Revision)``) starts "unsynced"; etcd only delivers its events
+    from ``syncWatchersLoop``, which runs every 100 ms (server/mvcc/watchable_store.go). A handoff
+    to a candidate whose watch is still unsynced measures that tick, not the handoff: wait
+    until etcd reports none before timing one.
+    """
+    import urllib.request
+
+    with urllib.request.urlopen(f"http://{etcd.endpoint}/metrics", timeout=5) as response:
+        text = response.read().decode()
+    values = {"etcd_debugging_mvcc_watcher_total": 0.0, "etcd_debugging_mvcc_slow_watcher_total": 0.0}
+    for line in text.splitlines():
+        name, _, value = line.partition(" ")
+        if name in values:
+            values[name] = float(value)
+    return values["etcd_debugging_mvcc_watcher_total"], values["etcd_debugging_mvcc_slow_watcher_total"]
+
+
+def watchers_synced(etcd: EtcdServer) -> bool:
+    return etcd_watchers(etcd)[1] == 0
 
 
 def worker(name: str, endpoints: str, ttl: int = 2, count: int = 1, tag: str = "w") -> Proc:
@@ -263,38 +295,43 @@ def floor(client: EtcdClient) -> dict[str, Any]:
 
 def handoff_leaderelect(etcd: EtcdServer, client: EtcdClient) -> dict[str, Any]:
     """4 workers; the leader resigns (and queues again); the next one leads. The others
-    report on_leader_changed: the observer lag is measured against a raw watch here."""
+    report on_leader_changed: the observer lag is measured against a raw watch here.
+    Handoffs: this process sends the command -> the successor's ``elected`` line arrives here."""
     name = "bench-handoff"
     workers = [worker(name, etcd.endpoint, tag=f"w{i}") for i in range(4)]
     watch = RawWatch(client, f"{name}/".encode())
     resign, stop, lag = [], [], []
+
+    def settled() -> bool:
+        return len(participants(client, name)[0]) == 4 and watchers_synced(etcd)
+
     try:
-        wait_until(lambda: len(participants(client, name)[0]) == 4, 30)
+        wait_until(settled, 30)
         for _ in range(n(200, 40)):
             step = step_down(workers, "resign", "resign_call")
-            if step is None or step[1] is None or step[2] is None:
+            if step is None or step[2] is None or step[3] is None:
                 continue
-            leader, call, elected = step
-            resign.append(elected["t"] - call["t"])
+            leader, sent, call, elected = step
+            resign.append(elected["rx"] - sent)
             deleted = watch.deleted_after(call["t"])
             if deleted:
                 for w in workers:
                     changed = w.wait("leader_changed", after=call["t"], timeout=0.5)
                     if changed is not None and w is not leader:
                         lag.append(changed["t"] - deleted[0])
-            wait_until(lambda: len(participants(client, name)[0]) == 4, 5)
+            wait_until(settled, 5)
         # stop(): the leader's process stops its elector; a fresh worker joins each time
         for i in range(n(30, 10)):
             step = step_down(workers, "stop_leader", "stop_call")
             if step is None:
                 continue
-            leader, call, elected = step
+            leader, sent, call, elected = step
             if elected and call:
-                stop.append(elected["t"] - call["t"])
+                stop.append(elected["rx"] - sent)
             leader.close()
             workers.remove(leader)
             workers.append(worker(name, etcd.endpoint, tag=f"s{i}"))
-            wait_until(lambda: len(participants(client, name)[0]) == 4, 10)
+            wait_until(settled, 10)
     finally:
         watch.close()
         for w in workers:
@@ -307,43 +344,69 @@ def handoff_leaderelect(etcd: EtcdServer, client: EtcdClient) -> dict[str, Any]:
 
 
 def handoff_etcdctl(etcd: EtcdServer) -> dict[str, Any]:
-    """`etcdctl elect`: SIGINT to the leader (it resigns) -> the waiting one prints its proposal."""
+    """`etcdctl elect`: SIGINT to the leader (it resigns) -> the successor prints its key.
+
+    Set up like leaderelect's stop() handoff: 4 candidates, a fresh one joins at the back
+    after each handoff, so the successor has been waiting through at least one handoff. A
+    trial starts only once etcd counts a watcher for each waiting candidate and none of them
+    is unsynced (see ``etcd_watchers``): etcdctl prints nothing while it waits, and a
+    candidate's key in etcd does not mean it is watching yet.
+    """
     name = "bench-etcdctl"
     etcdctl = find_etcd("etcdctl")
+    count = 4
 
     def spawn(i: int) -> Proc:
         return Proc([etcdctl, "--endpoints", etcd.endpoint, "elect", name, f"p{i}"], json_lines=False)
 
-    def elected(p: Proc, timeout: float) -> float | None:
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                t, line = p.lines.get(timeout=max(0.001, deadline - time.monotonic()))
-            except queue.Empty:
-                return None
-            if line.startswith(f"{name}/"):
-                return t
+    def key_line(p: Proc, after: float = 0.0) -> dict[str, Any] | None:
+        # elected: `etcdctl elect NAME PROPOSAL` prints the leader key, then the proposal
+        with _arrived:
+            return next((e for e in p.events if e["rx"] > after and e["line"].startswith(f"{name}/")), None)
 
-    leader = spawn(0)
-    elected(leader, 10)
-    waiting = spawn(1)
-    times = []
+    def leads(p: Proc) -> bool:
+        return p.proc.poll() is None and key_line(p) is not None
+
+    base_watchers = etcd_watchers(etcd)[0]
     client = EtcdClient(parse_endpoints(etcd.endpoint)[0])
+
+    def settled(procs: list[Proc]) -> bool:
+        if len(participants(client, name)[0]) != count or sum(leads(p) for p in procs) != 1:
+            return False
+        watchers, unsynced = etcd_watchers(etcd)
+        return unsynced == 0 and watchers - base_watchers >= count - 1
+
+    procs = [spawn(i) for i in range(count)]
+    times = []
     try:
-        for i in range(2, n(200, 40) + 2):
-            wait_until(lambda: len(participants(client, name)[0]) == 2, 10)
-            t0 = time.monotonic()
+        for i in range(count, n(200, 40) + count):
+            if not wait_until(lambda: settled(procs), 10):
+                continue
+            leader = next(p for p in procs if leads(p))
+            others = [p for p in procs if p is not leader]
+            sent = time.monotonic()
             leader.proc.send_signal(signal.SIGINT)
-            t1 = elected(waiting, 10)
-            if t1 is not None:
-                times.append(t1 - t0)
+
+            def successor() -> dict[str, Any] | None:
+                found = [e for p in others if (e := key_line(p, sent)) is not None]
+                return min(found, key=lambda e: e["rx"]) if found else None
+
+            elected = wait_for(successor, 10)
+            if elected is not None:
+                times.append(elected["rx"] - sent)
             leader.proc.wait(10)
-            leader, waiting = waiting, spawn(i)
+            procs.remove(leader)
+            procs.append(spawn(i))
     finally:
-        for p in (leader, waiting):
+        for p in procs:
             if p.proc.poll() is None:
                 p.proc.send_signal(signal.SIGINT)
+        for p in procs:
+            try:
                 p.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                p.proc.kill()
+                p.proc.wait()
         client.close()
     return {"sigint_to_successor_elected": summary(times)}
 
@@ -577,14 +640,16 @@ def scale(etcd: EtcdServer, client: EtcdClient) -> dict[str, Any]:
                 if leader is None:
                     wait_until(lambda: any(p.leads() for p in [*procs, runner]), 10)
                     continue
-                t0 = time.monotonic()
+                sent = time.monotonic()
                 leader.send(cmd="resign")
-                call = leader.wait("resign_call", after=t0)
+                call = leader.wait("resign_call", after=sent)
                 # the successor may live in the leader's own process (100 candidates each)
-                elected = first_elected([*procs, runner], t0, 5)
+                elected = first_elected([*procs, runner], sent, 5)
                 if elected and call:
-                    times.append(elected["t"] - call["t"])
-                wait_until(lambda: len(participants(client, name)[0]) == size + 1, 20, interval=0.05)
+                    times.append(elected["rx"] - sent)
+                wait_until(
+                    lambda: len(participants(client, name)[0]) == size + 1 and watchers_synced(etcd), 20, interval=0.05
+                )
             out[str(size)] = {"handoff": summary(times), "etcd_messages_per_candidate_per_minute": round(per_minute, 2)}
         finally:
             for p in [*procs, runner]:
@@ -760,9 +825,9 @@ def peer_measure(
             step = step_down(workers, "resign", "resign_call")
             if step is None:
                 continue
-            _, call, elected = step
+            _, sent, call, elected = step
             if elected and call:
-                times.append(elected["t"] - call["t"])
+                times.append(elected["rx"] - sent)
             wait_until(lambda: settled(path, workers), 5, interval=0.02)
     finally:
         for w in workers:

@@ -223,6 +223,13 @@ def render(r: dict[str, Any]) -> str:
     out += ["", "## Goals", "", "| goal | measured | |", "|---|---|---|"]
     out += [f"| {g} | {v} | {_goal(ok)} |" for g, v, ok in goals]
     notes = [
+        "Graceful handoffs (leaderelect, etcdctl elect, kazoo, tooz, scale) are all timed the same way, "
+        "in the bench process: from the moment it asks the leader to step down (writes the command to the "
+        "worker's stdin, or sends etcdctl SIGINT) to the arrival of the successor's elected line on its "
+        "stdout pipe, stamped by a thread blocked reading that pipe. A leaderelect or etcdctl handoff starts "
+        "once every waiting candidate is in the queue and etcd reports no unsynced watcher "
+        "(`etcd_debugging_mvcc_slow_watcher_total` = 0): etcd delivers events to a watch created at a revision "
+        "it already has (as etcdctl's is) only from a loop that runs every 100 ms, until that watch catches up.",
         "Idle CPU: grpcio's blocking iteration of a response stream wakes every 100 ms "
         "(`grpc._common.wait`, MAXIMUM_WAIT_TIMEOUT = 0.1, so that Ctrl-C works) and its channel thread "
         "every 200 ms: a Python process that does nothing but iterate one idle watch stream already costs "
