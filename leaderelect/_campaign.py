@@ -42,6 +42,7 @@ class Campaign:
         self._session = elector._session
         self._clock = elector._clock
         self._cooldown_until = 0.0
+        self._token: int | None = None  # our key's create revision on the latest lease, once known
         # (key, token, leading) of our current key, for cares(): set before each check
         self._interest: tuple[str, int, bool] | None = None
         self._thread = threading.Thread(target=self._run, name=f"leaderelect-campaign-{self._name}", daemon=True)
@@ -50,6 +51,8 @@ class Campaign:
         self._thread.start()
 
     def join(self, timeout: float) -> bool:
+        if self._thread.ident is None:  # never started (a failed start())
+            return True
         self._thread.join(timeout)
         return not self._thread.is_alive()
 
@@ -90,11 +93,13 @@ class Campaign:
                 if lease is None or wait > 0:
                     self._next(wait if wait > 0 else None)
                     continue
-                last = lease
+                if lease is not last:
+                    last, self._token = lease, None
                 try:
                     token = self._join(lease)
                     if token is None:
                         continue
+                    self._token = token
                     turn = self._wait_turn(lease, token)
                     if turn is _Turn.LEAD:
                         self._lead(lease, token)
@@ -105,7 +110,7 @@ class Campaign:
                     self._e._stop_event.wait(1.0)
         finally:
             if last is not None and not self._e._owns_session:
-                self._withdraw(last)
+                self._withdraw(last, self._token)
             self._e._finish()
 
     def _next(self, timeout: float | None) -> tuple[Any, ...] | None:
@@ -172,7 +177,7 @@ class Campaign:
         self._e._begin_term(term)
         while True:
             if self._stopping():
-                self._step_down(lease, token, DemotionReason.STOPPED)
+                self._step_down(lease, token, self._e._stop_reason or DemotionReason.STOPPED)
                 return
             remaining = lease.remaining()
             if lease.lost_reason is not None or remaining <= 0:
@@ -217,12 +222,17 @@ class Campaign:
         # The key may survive: never adopt it again (that would resume the term).
         self._session.abandon(lease, "could not delete the leader key")
 
-    def _withdraw(self, lease: Lease) -> None:
-        """Best effort: remove our key from a shared session's election on stop."""
+    def _withdraw(self, lease: Lease, token: int | None) -> None:
+        """Remove our key from a shared session's election on stop; if etcd cannot be
+        reached now, the session retries until the key is gone or the lease ends."""
+        if not lease.alive():
+            return  # the key goes with the lease
+        key = election.candidate_key(self._name, lease.id)
         try:
-            self._client.delete(election.candidate_key(self._name, lease.id), timeout=self._session.call_timeout)
+            election.withdraw(self._client, key, token, timeout=self._timeout(lease))
         except EtcdError as err:
-            log.info("[%s] could not remove the candidate key (%s); it goes with the lease", self._name, err)
+            log.info("[%s] could not remove the candidate key (%s); the session retries", self._name, err)
+            self._session.defer_withdrawal(self._name, key, token, lease)
 
 
 def _why_ended(lease: Lease, otherwise: DemotionReason) -> DemotionReason:

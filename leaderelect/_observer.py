@@ -126,6 +126,8 @@ class Observer:
         self._clock = clock
         self._stop = threading.Event()
         self._lock = threading.Lock()
+        # Held while views are delivered: listeners see them in order, one at a time.
+        self._deliver = threading.Lock()
         self._view = View()
         self._queue = CandidateQueue()
         self._watch: Subscription | None = None
@@ -161,11 +163,19 @@ class Observer:
         with self._lock:
             return self._queue.ordered()
 
-    def add_listener(self, listener: Listener) -> View:
-        """Add *listener* to those that get each new view; returns the current one."""
-        with self._lock:
-            self._listeners.append(listener)
-            return self._view
+    def add_listener(self, listener: Listener) -> None:
+        """Add *listener*: it gets the current view at once (if known), then each newer one.
+
+        Delivered under the same lock as every publication, so a listener never gets an
+        older view after a newer one (handing the current view back for the caller to
+        deliver raced with a publication in between).
+        """
+        with self._deliver:
+            with self._lock:
+                self._listeners.append(listener)
+                view = self._view
+            if view.known:
+                self._call(listener, view)
 
     def remove_listener(self, listener: Listener) -> int:
         """Remove *listener*; returns how many remain."""
@@ -175,15 +185,19 @@ class Observer:
             return len(self._listeners)
 
     def _publish(self, revision: int, known: bool, observed_at: float) -> None:
-        with self._lock:
-            self._view = View(revision, self._queue.leader, known, observed_at, len(self._queue))
-            view = self._view
-            listeners = list(self._listeners)
-        for listener in listeners:
-            try:
-                listener(view)
-            except Exception:  # one elector's bug must not starve the others sharing this view
-                log.exception("[%s] view listener failed", self._name)
+        with self._deliver:
+            with self._lock:
+                self._view = View(revision, self._queue.leader, known, observed_at, len(self._queue))
+                view = self._view
+                listeners = list(self._listeners)
+            for listener in listeners:
+                self._call(listener, view)
+
+    def _call(self, listener: Listener, view: View) -> None:
+        try:
+            listener(view)
+        except Exception:  # one elector's bug must not starve the others sharing this view
+            log.exception("[%s] view listener failed", self._name)
 
     def _mark_unknown(self) -> None:
         view = self.view
@@ -352,10 +366,9 @@ def acquire(
             observer._pool_key = key
             shared.observers[name] = observer
             observer.start()
-        # Added under the pool's lock, so a concurrent release cannot close it meanwhile.
-        view = observer.add_listener(listener)
-    if view.known:
-        listener(view)  # the current view at once (a repeat of a newer one is harmless)
+        # Added under the pool's lock, so a concurrent release cannot close it meanwhile;
+        # the listener gets the current view at once.
+        observer.add_listener(listener)
     return observer
 
 

@@ -128,6 +128,15 @@ def resign(client: EtcdClient, key: bytes, token: int, *, timeout: float | None 
     return client.txn(compare=[_created_at(key, token)], success=[op], timeout=timeout).succeeded
 
 
+def withdraw(client: EtcdClient, key: bytes, token: int | None, *, timeout: float | None = None) -> None:
+    """Delete a candidate's own *key*: only the one created at revision *token* when known
+    (a later elector on the same lease may have made it anew), else whatever is there."""
+    if token is None:
+        client.delete(key, timeout=timeout)
+    else:
+        resign(client, key, token, timeout=timeout)
+
+
 def fenced_txn(
     client: EtcdClient,
     key: bytes,

@@ -150,7 +150,7 @@ class LeaderElector:
                 _allow_unsafe_guard=_allow_unsafe_guard,
             )
             self._owns_session = True
-        self._session.claim(self.name)
+        self._session.claim(self.name, self._stop_for_session)
         self.ttl = self._session.ttl
         self.demote_timeout = (
             float(self.ttl)
@@ -167,6 +167,9 @@ class LeaderElector:
         self._dispatcher = Dispatcher(self.name, slow_after=self.ttl / 3, clock=clock)
         self._inbox: queue.Queue[tuple[Any, ...]] = queue.Queue()
         self._stop_event = threading.Event()
+        self._stop_reason: DemotionReason | None = None  # why a leader's term ends on stop
+        self._stats_hooks: list[Callable[[str, float], None]] = []
+        self._reconnect_wrappers: dict[int, Callable[[Any], None]] = {}
         # With transport keepalive the probe is only a backstop; without it, it is the only
         # way to notice a silent stream, so it runs often.
         self._probe_interval = 30.0 if keepalive_time else min(5.0, max(1.0, self.ttl / 2))
@@ -260,22 +263,34 @@ class LeaderElector:
     def start(self) -> LeaderElector:
         """Start campaigning in daemon threads; returns at once.
 
-        An unreachable etcd is retried in the background with logged backoff.
+        An unreachable etcd is retried in the background with logged backoff. If starting
+        fails, nothing is left running and the elector is stopped (``stop()`` is a no-op).
 
-        :raises ElectorStateError: if started before, or used after ``fork()``.
+        :raises ElectorStateError: if started before, used after ``fork()``, or its shared
+            session was closed.
         """
         self._check_pid()
         with self._lock:
+            if self._state == _STOPPED:
+                raise ElectorStateError(f"elector {self.name!r} is stopped (or its session closed); make a new one")
             if self._state != _NEW:
                 raise ElectorStateError(f"elector {self.name!r} was already started (state: {self._state})")
             self._state = _RUNNING
-        self._dispatcher.start()
-        self._session.subscribe(self._on_lease)
-        self._session.start()
-        self._observer = _observer.acquire(
-            self._session.client, self.name, self._on_view, probe_interval=self._probe_interval, clock=self._clock
-        )
-        self._campaign.start()
+        try:
+            self._dispatcher.start()
+            self._session.subscribe(self._on_lease)
+            self._session.start()
+            for hook in self._stats_hooks:
+                self._attach(hook)
+            self._observer = _observer.acquire(
+                self._session.client, self.name, self._on_view, probe_interval=self._probe_interval, clock=self._clock
+            )
+            self._campaign.start()
+        except BaseException:
+            log.warning("[%s] start() failed; releasing what it took", self.name)
+            self._stop_event.set()
+            self._finish()
+            raise
         return self
 
     def stop(self, timeout: float | None = None) -> None:
@@ -286,6 +301,16 @@ class LeaderElector:
         once and the shutdown completes when the callback returns.
         """
         self._check_pid()
+        self._request_stop(DemotionReason.STOPPED)(timeout)
+
+    def _stop_for_session(self) -> Callable[[], None]:
+        """Called by a shared session's ``close()``: stop, and return how to wait for it."""
+        wait = self._request_stop(DemotionReason.SESSION_CLOSED)
+        return lambda: wait(None)
+
+    def _request_stop(self, reason: DemotionReason) -> Callable[[float | None], None]:
+        """Begin stopping (a leader's term ends with *reason*); returns a function that waits
+        for the end, bounded by its timeout or by the default bound of ``stop()``."""
         with self._lock:
             state = self._state
             if state in (_NEW, _STOPPED):
@@ -293,21 +318,23 @@ class LeaderElector:
                 self._changed.notify_all()
             else:
                 self._state = _STOPPING
+                if self._stop_reason is None:
+                    self._stop_reason = reason
         if state == _NEW:
-            self._session.unsubscribe(self._on_lease)
-            self._session.release(self.name)
-            if self._owns_session:
-                self._session.close()
-            return
-        if state == _STOPPED:
-            return
+            self._release_session()
+        if state in (_NEW, _STOPPED):
+            return _no_wait
         self._stop_event.set()
         self._inbox.put(("stop",))
         if self._dispatcher.in_dispatcher() or self._campaign.is_current_thread():
-            return
-        bound = timeout if timeout is not None else self.demote_timeout + 4 * self._session.call_timeout + 2
-        if not self._campaign.join(bound):
-            log.warning("[%s] stop() did not finish within %.1f s", self.name, bound)
+            return _no_wait
+
+        def wait(timeout: float | None) -> None:
+            bound = timeout if timeout is not None else self.demote_timeout + 4 * self._session.call_timeout + 2
+            if not self._campaign.join(bound):
+                log.warning("[%s] stop() did not finish within %.1f s", self.name, bound)
+
+        return wait
 
     def __enter__(self) -> LeaderElector:
         return self.start()
@@ -316,18 +343,59 @@ class LeaderElector:
         self.stop()
 
     def _finish(self) -> None:
-        """Runs on the campaign thread when it ends: release everything this elector holds."""
+        """Runs on the campaign thread when it ends (or in a failed start()): release
+        everything this elector holds."""
         observer, self._observer = self._observer, NoObserver()
         if isinstance(observer, Observer):
             _observer.release(self._session.client, observer, self._on_view, self._session.call_timeout + 1)
-        self._session.unsubscribe(self._on_lease)
-        self._session.release(self.name)
-        if self._owns_session:
-            self._session.close()
+        for hook in self._stats_hooks:
+            self._detach(hook)
+        self._release_session()
         self._dispatcher.close(self.demote_timeout + 1)
         with self._lock:
             self._state = _STOPPED
             self._changed.notify_all()
+
+    def _release_session(self) -> None:
+        self._session.unsubscribe(self._on_lease)
+        self._session.release(self.name)
+        if self._owns_session:
+            self._session.close()
+
+    # -- instrumentation -----------------------------------------------------------------------
+
+    def add_stats_hook(self, hook: Callable[[str, float], None]) -> None:
+        """Call ``hook(event, seconds)`` while this elector runs: ``("keepalive", round trip)``
+        after each lease renewal, ``("reconnect", 0.0)`` when the connection moves to another
+        etcd member. It runs on leaderelect's threads: it must be quick and must not raise.
+        Detached when the elector stops, also from a shared session (``leaderelect.metrics``
+        uses this)."""
+        with self._lock:
+            self._stats_hooks.append(hook)
+            running = self._state == _RUNNING
+        if running:
+            self._attach(hook)
+
+    def _attach(self, hook: Callable[[str, float], None]) -> None:
+        self._session.add_stats_hook(hook)
+        self._session.client.failover_hooks.append(self._reconnect_hook(hook))
+
+    def _detach(self, hook: Callable[[str, float], None]) -> None:
+        self._session.remove_stats_hook(hook)
+        reconnected = self._reconnect_hook(hook)
+        if reconnected in self._session.client.failover_hooks:
+            self._session.client.failover_hooks.remove(reconnected)
+
+    def _reconnect_hook(self, hook: Callable[[str, float], None]) -> Callable[[Any], None]:
+        # one wrapper per hook, so that it can be found again to detach it
+        wrapper = self._reconnect_wrappers.get(id(hook))
+        if wrapper is None:
+
+            def wrapper(_endpoint: Any) -> None:
+                hook("reconnect", 0.0)
+
+            self._reconnect_wrappers[id(hook)] = wrapper
+        return wrapper
 
     # -- state -----------------------------------------------------------------------------
 
@@ -547,6 +615,10 @@ class LeaderElector:
             self._changed.notify_all()
         log.info("[%s] demoted (%s), token %d", self.name, reason, term.fencing_token)
         return self._fire("demoted", term, reason)
+
+
+def _no_wait(timeout: float | None = None) -> None:
+    """Nothing to wait for."""
 
 
 def _bytes(value: str | bytes) -> bytes:

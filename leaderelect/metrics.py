@@ -97,9 +97,10 @@ def instrument(elector: LeaderElector, registry: Any = None, namespace: str = "l
     def stats(event: str, seconds: float) -> None:
         if event == "keepalive":
             m.keepalive.labels(label).observe(seconds)
+        elif event == "reconnect":
+            m.reconnects.labels(label).inc()
 
     elector.on_elected(elected)
     elector.on_demoted(demoted)
-    elector._session.add_stats_hook(stats)
-    elector._session.client.failover_hooks.append(lambda _left: m.reconnects.labels(label).inc())
+    elector.add_stats_hook(stats)  # detached when the elector stops, even on a shared session
     return m

@@ -18,7 +18,7 @@ import os
 import threading
 from typing import Any, Callable
 
-from leaderelect import _clock, _config
+from leaderelect import _clock, _config, election
 from leaderelect._etcd import EtcdClient
 from leaderelect._retry import retrying
 from leaderelect.exceptions import ConfigurationError, ElectorStateError, EtcdError, LeaseExpiredError
@@ -29,6 +29,8 @@ Clock = Callable[[], float]
 Listener = Callable[[str, "Lease"], None]
 #: ``hook(event, seconds)``: "keepalive" with the renewal's round trip (for metrics)
 StatsHook = Callable[[str, float], None]
+#: asks an elector to stop; returns a function that waits until it has
+Stopper = Callable[[], Callable[[], None]]
 
 LEASE_GRANTED = "lease granted"
 LEASE_LOST = "lease lost"
@@ -166,10 +168,18 @@ class Session:
         self._lease: Lease | None = None
         self._listeners: list[Listener] = []
         self._stats_hooks: list[StatsHook] = []
-        self._names: set[str] = set()
+        self._names: dict[str, Stopper] = {}
         self._to_revoke: set[int] = set()
+        # Keys of stopped electors whose delete failed: retried until gone or their lease
+        # ends (name -> (key, create revision or None, lease)).
+        self._withdrawals: dict[str, tuple[bytes, int | None, Lease]] = {}
+        self._withdraw_at = 0.0
+        # Held while withdrawals are sent; claim() takes it, so a withdrawal of an earlier
+        # elector of the same name can never delete the key of the new one.
+        self._withdraw_lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self._closed = False
+        self._closing = False
         #: leases granted so far (for status and tests)
         self.leases_granted = 0
 
@@ -195,15 +205,26 @@ class Session:
             self._thread.start()
 
     def close(self, timeout: float | None = None) -> None:
-        """Stop renewing, revoke the lease (bounded by ``call_timeout``) and close the connection.
+        """Stop every elector still on this session, stop renewing, revoke the lease (bounded
+        by ``call_timeout``) and close the connection.
 
-        If the revoke cannot reach etcd, the lease expires by its TTL anyway.
+        Each elector still running is stopped as by its own ``stop()``: a leader resigns
+        (``on_demoted`` gets :attr:`DemotionReason.SESSION_CLOSED`) before the lease is
+        revoked. If the revoke cannot reach etcd, the lease expires by its TTL anyway.
         """
         with self._lock:
-            if self._closed:
+            if self._closed or self._closing:
                 return
+            self._closing = True  # no new elector from here on
+            stoppers = list(self._names.values())
+        # Outside the lock: each elector releases its name on the way out.
+        waits = [stop() for stop in stoppers]
+        for wait in waits:
+            wait()
+        with self._lock:
             self._closed = True
             thread = self._thread
+            self._withdrawals.clear()
         self._stop.set()
         self._wake.set()
         if thread is not None and thread is not threading.current_thread():
@@ -234,20 +255,46 @@ class Session:
         lease = self._lease
         return lease if lease is not None and lease.alive() else None
 
-    def claim(self, name: str) -> None:
+    def claim(self, name: str, stopper: Stopper) -> None:
         """Reserve election *name* for one elector: two electors of one name on one lease
-        would share one key, and both would take it for their own term."""
-        with self._lock:
-            if name in self._names:
-                raise ConfigurationError(
-                    f"election {name!r} already has an elector on session {self.name!r}; "
-                    "candidates of one election need sessions (leases) of their own"
-                )
-            self._names.add(name)
+        would share one key, and both would take it for their own term. ``close()`` calls
+        *stopper* while the name is claimed."""
+        # A withdrawal in flight for an earlier elector of this name finishes first (bounded).
+        locked = self._withdraw_lock.acquire(timeout=self.call_timeout + 1)
+        try:
+            with self._lock:
+                if self._closed or self._closing:
+                    raise ElectorStateError(f"session {self.name!r} is closed")
+                if name in self._names:
+                    raise ConfigurationError(
+                        f"election {name!r} already has an elector on session {self.name!r}; "
+                        "candidates of one election need sessions (leases) of their own"
+                    )
+                self._names[name] = stopper
+                # the new elector adopts (or replaces) the key; it is not withdrawn behind its back
+                self._withdrawals.pop(name, None)
+        finally:
+            if locked:
+                self._withdraw_lock.release()
 
     def release(self, name: str) -> None:
         with self._lock:
-            self._names.discard(name)
+            self._names.pop(name, None)
+
+    def defer_withdrawal(self, name: str, key: bytes, token: int | None, lease: Lease) -> None:
+        """Internal: delete *key* (election *name*'s candidate key, created at revision
+        *token* if known) from the keepalive thread, retrying until it is gone or *lease*
+        ends. On a shared session the lease outlives the elector: a key left behind would
+        sit in the queue, on a lease kept alive, for as long as the session lives."""
+        with self._lock:
+            self._withdrawals[name] = (key, token, lease)
+            self._withdraw_at = 0.0
+        self._wake.set()
+
+    def remove_stats_hook(self, hook: StatsHook) -> None:
+        with self._lock:
+            if hook in self._stats_hooks:
+                self._stats_hooks.remove(hook)
 
     def subscribe(self, listener: Listener) -> None:
         """*listener(kind, lease)* is called on the session thread; it must not block."""
@@ -257,7 +304,8 @@ class Session:
     def add_stats_hook(self, hook: StatsHook) -> None:
         """*hook(event, seconds)* is called on the session thread after each renewal; it must
         be quick and must not raise (metrics counters are)."""
-        self._stats_hooks.append(hook)
+        with self._lock:
+            self._stats_hooks.append(hook)
 
     def unsubscribe(self, listener: Listener) -> None:
         with self._lock:
@@ -327,9 +375,13 @@ class Session:
             if now >= lease.valid_until:
                 self._lose(lease, "deadline passed without renewal")
                 return
+            if self._withdrawals and now >= self._withdraw_at:
+                self._withdraw_at = now + (0.25 if self._retry_withdrawals() else 3600.0)
+                continue
             if now < next_at:
-                # Wake at the next renewal, or at the deadline, whichever is first.
-                if self._wake.wait(min(next_at, lease.valid_until) - now):
+                # Wake at the next renewal, at the deadline, or at the next withdrawal try.
+                wake = min(next_at, lease.valid_until, self._withdraw_at if self._withdrawals else next_at)
+                if self._wake.wait(wake - now):
                     self._wake.clear()
                 continue
             t_send = self._clock()
@@ -348,12 +400,36 @@ class Session:
                 return
             lease.extend(t_send + ttl - self.guard, sent_at=t_send)
             next_at = t_send + interval
-            for hook in self._stats_hooks:
+            with self._lock:
+                hooks = list(self._stats_hooks)
+            for hook in hooks:
                 try:
                     hook("keepalive", self._clock() - t_send)
                 except Exception:
                     log.exception("[%s] stats hook failed", self.name)
             log.debug("[%s] lease %x renewed, %.3f s left", self.name, lease.id, lease.remaining())
+
+    def _retry_withdrawals(self) -> bool:
+        """Try each pending withdrawal once; True if some are still pending."""
+        with self._withdraw_lock:
+            with self._lock:
+                pending = list(self._withdrawals.items())
+            for name, entry in pending:
+                key, token, lease = entry
+                done = not lease.alive()  # the key goes with its lease
+                if not done:
+                    try:
+                        election.withdraw(self.client, key, token, timeout=min(self.call_timeout, lease.remaining()))
+                        done = True
+                        log.info("[%s] candidate key %s withdrawn", self.name, key.decode("utf-8", "replace"))
+                    except EtcdError as err:
+                        log.info("[%s] withdrawing %s failed (%s); retrying", self.name, key.decode(), err)
+                if done:
+                    with self._lock:
+                        if self._withdrawals.get(name) is entry:
+                            del self._withdrawals[name]
+            with self._lock:
+                return bool(self._withdrawals)
 
     def _lose(self, lease: Lease, reason: str) -> None:
         if lease.lose(reason):

@@ -24,6 +24,8 @@ class DemotionReason(str, enum.Enum):
     DEADLINE_PASSED = "deadline passed"
     #: the leader key was deleted by someone else
     KEY_DELETED = "key deleted"
+    #: the shared :class:`Session` was closed while the elector ran
+    SESSION_CLOSED = "session closed"
 
     def __str__(self) -> str:
         return self.value

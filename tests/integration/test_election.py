@@ -417,3 +417,20 @@ def test_only_candidate_keys_count_other_keys_under_the_prefix_are_ignored(
     assert nested.is_leader and nested.leader is not None and nested.leader.value == "nested"
     value, _ = etcd3_client.get(f"{name}/last-run")
     assert value == b"app data"  # never deleted
+
+
+def test_sys_exit_in_a_callback_is_contained_and_on_demoted_still_fires(make_elector: ElectorFactory) -> None:
+    """sys.exit() in on_elected ended the callbacks thread: on_demoted never fired and
+    stop() waited out the whole demote_timeout."""
+    import sys
+
+    elector = make_elector("x", demote_timeout=30)
+    demoted: list[DemotionReason] = []
+    elector.on_elected(lambda term: sys.exit("a job's exit, inside the callback"))
+    elector.on_demoted(lambda term, reason: demoted.append(reason))
+    elector.start()
+    assert elector.wait_elected(10)
+    t0 = time.monotonic()
+    elector.stop()
+    assert time.monotonic() - t0 < 5
+    assert demoted == [DemotionReason.STOPPED]

@@ -79,3 +79,28 @@ def test_metrics_count_reconnects_after_an_etcd_restart(fresh_etcd: Any, name: s
         reconnects = {"election": name}
         assert wait_until(lambda: (registry.get_sample_value("leaderelect_reconnects_total", reconnects) or 0) >= 1, 15)
         assert elector.wait_elected(15)
+
+
+def test_metrics_hooks_leave_a_shared_session_with_their_elector(etcd: Any, name: str) -> None:
+    """instrument() hooked the session itself: after the elector stopped, a shared session
+    went on counting its renewals (and reconnects) for the stopped elector for ever."""
+    import time
+
+    from leaderelect import LeaderElector, Session
+    from leaderelect.metrics import instrument
+
+    registry = prometheus_client.CollectorRegistry()
+    with Session(etcd.endpoint, ttl=2) as session:
+        elector = LeaderElector(name, session=session)
+        instrument(elector, registry)
+        elector.start()
+
+        def renewals() -> float:
+            return registry.get_sample_value("leaderelect_keepalive_seconds_count", {"election": name}) or 0.0
+
+        assert wait_until(lambda: renewals() >= 2, 5)
+        elector.stop()
+        counted = renewals()
+        time.sleep(2)  # about three more renewals of the shared lease
+        assert session.lease is not None
+        assert renewals() == counted

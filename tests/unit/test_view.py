@@ -64,3 +64,36 @@ def test_prefix_end() -> None:
 
 def test_candidate_key_is_lease_in_hex_like_etcd() -> None:
     assert candidate_key("jobs", 0x694D7B2A3C1F0A12) == b"jobs/694d7b2a3c1f0a12"
+
+
+def test_a_new_listener_never_gets_an_older_view_after_a_newer_one() -> None:
+    """The current view used to be handed back to the caller, who delivered it after the
+    observer's lock was released: a view published in between reached the listener first,
+    and the stale one after it (on_leader_changed went back in time)."""
+    import threading
+    from typing import Any, cast
+
+    from leaderelect._observer import Observer, View
+
+    observer = Observer(cast(Any, None), "e", probe_interval=1.0)  # never started: no etcd
+    observer._publish(1, True, 0.0)
+    seen: list[int] = []
+    first_call = threading.Event()
+    release = threading.Event()
+
+    def listener(view: View) -> None:
+        seen.append(view.revision)
+        if len(seen) == 1:
+            first_call.set()
+            release.wait(5)  # a slow delivery of the current view
+
+    adding = threading.Thread(target=observer.add_listener, args=(listener,))
+    adding.start()
+    assert first_call.wait(5), "the current view is delivered by add_listener itself"
+    publishing = threading.Thread(target=observer._publish, args=(2, True, 0.0))
+    publishing.start()
+    publishing.join(0.2)
+    release.set()
+    adding.join(5)
+    publishing.join(5)
+    assert seen == [1, 2]

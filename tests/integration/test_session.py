@@ -1,0 +1,106 @@
+"""A shared Session: what happens to its electors when it closes, when one stops while
+the connection fails, and when one fails to start."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any, Callable
+
+import pytest
+
+from leaderelect import DemotionReason, ElectorStateError, LeaderElector, Session, Term, _observer
+from leaderelect.testing import EtcdServer, FaultProxy, wait_until
+from tests.conftest import leaderelect_threads
+
+
+@pytest.fixture
+def no_threads_left() -> Iterator[None]:
+    before = set(leaderelect_threads())
+    yield
+    assert wait_until(lambda: set(leaderelect_threads()) <= before, 10), leaderelect_threads()
+
+
+def test_closing_a_session_stops_its_electors_with_a_reason(
+    etcd: EtcdServer, name: str, etcd3_client: Any, no_threads_left: None
+) -> None:
+    """close() with electors still running left them half-dead: not stopped, role
+    candidate, threads alive, never campaigning again."""
+    session = Session(etcd.endpoint, ttl=5).__enter__()
+    leader = LeaderElector(name, "leader", session=session)
+    follower = LeaderElector(f"{name}-other", "other", session=session)
+    never_started = LeaderElector(f"{name}-new", session=session)
+    reasons: list[DemotionReason] = []
+    leader.on_demoted(lambda term, reason: reasons.append(reason))
+    leader.start()
+    follower.start()
+    assert leader.wait_elected(10) and follower.wait_elected(10)
+    session.close()
+    assert leader.stopped and follower.stopped and never_started.stopped
+    assert wait_until(lambda: reasons == [DemotionReason.SESSION_CLOSED], 5), reasons
+    assert leader.status()["role"] == "stopped"
+    assert not list(etcd3_client.get_prefix(f"{name}/"))  # nothing left in the election
+    with pytest.raises(ElectorStateError, match="closed"):
+        LeaderElector(f"{name}-late", session=session)
+    with pytest.raises(ElectorStateError, match="stopped"):
+        never_started.start()
+
+
+def test_a_stopped_electors_key_goes_even_if_the_connection_resets_during_stop(
+    etcd: EtcdServer, name: str, etcd3_client: Any, no_threads_left: None
+) -> None:
+    """On a shared session the withdraw was tried once: if the connection was reset at that
+    moment, the key stayed on a lease the session kept renewing, and nobody could lead
+    after the electors ahead of it for as long as the session lived."""
+    with FaultProxy(etcd.endpoint) as proxy, Session(proxy.endpoint, ttl=6, call_timeout=0.5) as session:
+        first = LeaderElector(name, "first", endpoints=etcd.endpoint, ttl=2).start()
+        try:
+            assert first.wait_elected(10)
+            waiting = LeaderElector(name, "waiting", session=session).start()
+            assert wait_until(lambda: len(first.participants()) == 2, 10)
+            key = first.participants()[1].key
+            proxy.set_mode("reset")
+            waiting.stop()
+            assert waiting.stopped
+            assert etcd3_client.get(key)[0] == b"waiting"  # the delete could not get through
+            proxy.set_mode("pass")
+            assert wait_until(lambda: etcd3_client.get(key)[0] is None, 5), "the key stayed"
+            assert session.lease is not None  # it went because it was withdrawn, not with the lease
+            first.stop()
+            assert not list(etcd3_client.get_prefix(f"{name}/"))
+        finally:
+            first.stop()
+
+
+def test_a_failed_start_leaves_nothing_running_and_stop_works(
+    etcd: EtcdServer, name: str, monkeypatch: pytest.MonkeyPatch, no_threads_left: None
+) -> None:
+    """A failure inside start() (here: the observer's thread cannot start) left stop()
+    raising "cannot join thread before it is started", a callbacks thread running and the
+    name claimed on the session."""
+
+    def cannot_start(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("can't start new thread")
+
+    with Session(etcd.endpoint, ttl=5) as session:
+        elector = LeaderElector(name, session=session)
+        elector.on_elected(lambda term: None)
+        with monkeypatch.context() as patch:
+            patch.setattr(_observer, "acquire", cannot_start)
+            with pytest.raises(RuntimeError, match="can't start"):
+                elector.start()
+        elector.stop()  # a no-op, not an error
+        assert elector.stopped
+        again = LeaderElector(name, session=session).start()  # the name was released
+        assert again.wait_elected(10)
+        again.stop()
+
+
+def test_an_own_session_is_closed_by_a_failed_start(name: str, monkeypatch: pytest.MonkeyPatch, etcd: EtcdServer,
+                                                    no_threads_left: None) -> None:
+    elector = LeaderElector(name, endpoints=etcd.endpoint, ttl=2)
+    hooks: list[Callable[[Term], None]] = []
+    monkeypatch.setattr(_observer, "acquire", lambda *a, **k: hooks[0])  # IndexError inside start()
+    with pytest.raises(IndexError):
+        elector.start()
+    elector.stop()
+    assert elector.stopped
