@@ -385,8 +385,15 @@ class Session:
                     self._wake.clear()
                 continue
             t_send = self._clock()
+            # A renewal gets at most one renewal interval: one that cannot finish by then is
+            # on a member that froze or lost its quorum, and waiting out call_timeout there
+            # cost the term at ttl 3 (renewal due at 1 s, deadline at 2.5 s, call_timeout 2 s).
+            # Running out of this budget moves to the next member, and the retry follows
+            # while the lease still has time. (Not less: a round trip up to ttl/3 is healthy.)
+            budget = min(self.call_timeout, interval)
+            left = lease.valid_until - t_send
             try:
-                ttl = self.client.lease_keepalive(lease.id, timeout=min(self.call_timeout, lease.valid_until - t_send))
+                ttl = self.client.lease_keepalive(lease.id, timeout=min(budget, left), budget=budget <= left)
             except LeaseExpiredError:
                 ttl = 0
             except EtcdError as err:

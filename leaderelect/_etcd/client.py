@@ -413,11 +413,14 @@ class EtcdClient:
         path = "/etcdserverpb.Lease/LeaseTimeToLive"
         return self._unary(path, request, pb.LeaseTimeToLiveResponse, timeout).TTL
 
-    def lease_keepalive(self, lease_id: int, *, timeout: float | None = None) -> int:
+    def lease_keepalive(self, lease_id: int, *, timeout: float | None = None, budget: bool = False) -> int:
         """Renew once; returns the new TTL (0 when the lease already expired).
 
         A short stream per renewal, so each renewal has its own deadline and a dead
-        connection can never hold a renewal past it.
+        connection can never hold a renewal past it. With *budget*, *timeout* is what the
+        caller allows a healthy member to take (not a deadline cut short by circumstance):
+        running out of it moves to the next endpoint, so that the retry reaches another
+        member while the lease still has time.
         """
         deadline = self.call_timeout if timeout is None else timeout
         conn = self._current()
@@ -431,7 +434,7 @@ class EtcdClient:
         except grpc.RpcError as err:
             if self._user is not None and self._is_auth_error(err):
                 self._authenticate(conn, stale=dict(metadata).get("token"))
-            raise self._translate(err, conn, "LeaseKeepAlive", deadline) from err
+            raise self._translate(err, conn, "LeaseKeepAlive", None if budget else deadline) from err
         finally:
             call.cancel()
         raise EtcdUnavailableError(f"LeaseKeepAlive at {conn.endpoint}: stream closed early")

@@ -49,3 +49,27 @@ def test_killing_the_raft_leader_member_never_splits(cluster: EtcdCluster, elect
     member.start()
     assert wait_until(lambda: all(e.observation.known for e in electors), 15)
     assert {e.leader.value for e in electors if e.leader} == {leader.term.value}  # type: ignore[union-attr]
+
+
+def test_a_leader_on_a_frozen_member_keeps_its_term_at_ttl_3(cluster: EtcdCluster, name: str) -> None:
+    """A renewal sent to a member that froze (SIGSTOP) waited out its whole call deadline
+    (2 s by default) before trying another member; at ttl 3 the deadline (2.5 s after the
+    last renewal was sent) came first, and the leader lost its term in most tries."""
+    raft = cluster.leader()
+    frozen = next(m for m in cluster.members if m is not raft)  # the cluster itself stays healthy
+    others = [m.endpoint for m in cluster.members if m is not frozen]
+    elector = LeaderElector(name, "on-frozen", endpoints=[frozen.endpoint, *others], ttl=3)
+    rec = Recorder(elector)
+    with elector:
+        assert elector.wait_elected(20)
+        assert elector.status()["endpoint"] == frozen.endpoint
+        frozen.pause()
+        try:
+            deadline = time.monotonic() + 6  # past two whole lease validities
+            while time.monotonic() < deadline:
+                assert elector.is_leader, elector.status()
+                time.sleep(0.02)
+        finally:
+            frozen.resume()
+        assert elector.status()["endpoint"] != frozen.endpoint
+        assert rec.kinds("elected", "demoted") == ["elected"]

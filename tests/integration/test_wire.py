@@ -114,14 +114,42 @@ def test_call_on_a_channel_closed_by_another_thread_is_retryable(client: EtcdCli
     client.range(b"x")
 
 
-def test_a_deadline_the_caller_cut_short_does_not_leave_a_healthy_endpoint(client: EtcdClient) -> None:
+def test_a_deadline_the_caller_cut_short_does_not_leave_a_healthy_endpoint(etcd: EtcdServer) -> None:
     """A call made with the lease's last milliseconds ran out of time and the client left a
     healthy member for it, resyncing every observer on that connection."""
-    left: list[Endpoint] = []
-    client.failover_hooks.append(left.append)
-    with pytest.raises(EtcdUnavailableError, match="DEADLINE_EXCEEDED"):
-        client.range(b"k", timeout=0.000_001)
-    assert (client.reconnects, left) == (0, [])
-    with pytest.raises(EtcdError):  # DEADLINE_EXCEEDED, or etcd's UNKNOWN "context deadline exceeded"
-        client.lease_keepalive(1, timeout=0.000_001)
-    assert (client.reconnects, left) == (0, [])
+    from leaderelect.testing import FaultProxy
+
+    with FaultProxy(etcd.endpoint) as proxy:
+        host, port = proxy.endpoint.rsplit(":", 1)
+        client = EtcdClient([Endpoint(host, int(port))], call_timeout=2.0)
+        try:
+            client.range(b"k")  # connected
+            left: list[Endpoint] = []
+            client.failover_hooks.append(left.append)
+            proxy.set_mode("pass", latency=0.2)  # a healthy but distant member
+            with pytest.raises(EtcdUnavailableError, match="DEADLINE_EXCEEDED"):
+                client.range(b"k", timeout=0.05)
+            with pytest.raises(EtcdError):
+                client.lease_keepalive(1, timeout=0.05)
+            assert (client.reconnects, left) == (0, [])
+        finally:
+            client.close()
+
+
+def test_a_renewal_that_runs_out_of_its_budget_moves_to_the_next_member(etcd: EtcdServer) -> None:
+    """A renewal's own budget (Session: at most a renewal interval) running out does blame
+    the member: the retry must reach another one while the lease still has time."""
+    from leaderelect.testing import FaultProxy
+
+    with FaultProxy(etcd.endpoint) as slow, FaultProxy(etcd.endpoint) as fast:
+        hosts = [p.endpoint.rsplit(":", 1) for p in (slow, fast)]
+        client = EtcdClient([Endpoint(host, int(port)) for host, port in hosts], call_timeout=2.0)
+        try:
+            lease_id, ttl = client.lease_grant(5)
+            slow.set_mode("pass", latency=0.3)
+            with pytest.raises(EtcdError):
+                client.lease_keepalive(lease_id, timeout=0.05, budget=True)
+            assert client.reconnects == 1 and client.current_endpoint.port == int(fast.endpoint.rsplit(":", 1)[1])
+            assert client.lease_keepalive(lease_id, timeout=0.5, budget=True) == ttl
+        finally:
+            client.close()
