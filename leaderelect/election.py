@@ -167,5 +167,16 @@ def participants(client: EtcdClient, name: str, *, timeout: float | None = None)
 
 def leader(client: EtcdClient, name: str, *, timeout: float | None = None) -> Candidate | None:
     """The current leader (the candidate with the lowest create revision), or None."""
+    pfx = prefix(name)
+    # The first few keys by create revision almost always hold it; other keys under the
+    # prefix only push it back, so read everything only when the first page has none.
+    response = client.range(
+        pfx, prefix_end(pfx), limit=16, sort_target=_CREATE, sort_order=pb.RangeRequest.ASCEND, timeout=timeout
+    )
+    first = next((kv for kv in response.kvs if is_candidate(pfx, kv)), None)
+    if first is not None:
+        return Candidate.from_kv(first)
+    if not response.more:
+        return None
     candidates, _ = participants(client, name, timeout=timeout)
     return candidates[0] if candidates else None

@@ -396,13 +396,15 @@ def test_etcd_restart_unknown_leader_then_a_leader_again(fresh_etcd: EtcdServer,
 
 
 def test_only_candidate_keys_count_other_keys_under_the_prefix_are_ignored(
-    make_elector: ElectorFactory, name: str, etcd3_client: Any
+    make_elector: ElectorFactory, name: str, etcd3_client: Any, etcd: EtcdServer
 ) -> None:
     """The README's fencing example writes ``jobs/last-run`` in an election named ``jobs``.
     That leaseless key sorted first and was taken for the leader: after the real leader
     stopped nobody ever led again, and followers showed ``jobs/last-run`` as the leader.
     A nested election (``jobs/eu``) blocked its parent the same way."""
     etcd3_client.put(f"{name}/last-run", "app data")  # older than every candidate, no lease
+    for i in range(20):  # more than the first page election.leader() reads
+        etcd3_client.put(f"{name}/data/{i}", "app data")
     nested = make_elector("nested", name=f"{name}/eu").start()
     assert nested.wait_elected(10)
     electors = [make_elector(f"c{i}").start() for i in range(2)]
@@ -417,6 +419,16 @@ def test_only_candidate_keys_count_other_keys_under_the_prefix_are_ignored(
     assert nested.is_leader and nested.leader is not None and nested.leader.value == "nested"
     value, _ = etcd3_client.get(f"{name}/last-run")
     assert value == b"app data"  # never deleted
+    from leaderelect import election
+    from leaderelect._config import parse_endpoints
+    from leaderelect._etcd import EtcdClient
+
+    client = EtcdClient(parse_endpoints(etcd.endpoint)[0])
+    try:
+        found = election.leader(client, name)
+        assert found is not None and found.value == other.value
+    finally:
+        client.close()
 
 
 def test_sys_exit_in_a_callback_is_contained_and_on_demoted_still_fires(make_elector: ElectorFactory) -> None:
