@@ -152,6 +152,8 @@ class EtcdServer:
         self.extra_args = list(extra_args)
         self.initial_cluster = initial_cluster or f"{name}=http://127.0.0.1:{self.peer_port}"
         self.proc: subprocess.Popen[bytes] | None = None
+        #: "new" to form a cluster, "existing" to join one (after ``member add``)
+        self.initial_cluster_state = "new"
 
     @property
     def endpoint(self) -> str:
@@ -186,7 +188,7 @@ class EtcdServer:
             "--initial-cluster",
             self.initial_cluster,
             "--initial-cluster-state",
-            "new",
+            self.initial_cluster_state,
             "--initial-cluster-token",
             "leaderelect-test",
             "--logger",
@@ -331,6 +333,8 @@ class EtcdCluster:
         ]
         for member in self.members:
             os.makedirs(member.data_dir, exist_ok=True)
+        #: ``"user:password"`` once :meth:`enable_auth` ran (used by :meth:`etcdctl`)
+        self.auth: str | None = None
 
     @property
     def endpoints(self) -> str:
@@ -356,6 +360,7 @@ class EtcdCluster:
                         "--endpoints",
                         member.endpoint,
                         "--command-timeout=1s",
+                        *(["--user", self.auth] if self.auth else []),
                         "endpoint",
                         "status",
                         "-w",
@@ -372,6 +377,73 @@ class EtcdCluster:
             if time.monotonic() > deadline:
                 raise TimeoutError("no raft leader found")
             threading.Event().wait(0.1)
+
+    def etcdctl(self, *args: str, endpoint: str | None = None, timeout: float = 20.0) -> str:
+        """Run ``etcdctl`` against *endpoint* (default: every running member); its stdout.
+
+        With :attr:`auth` set (``"user:password"``), it authenticates.
+        """
+        endpoints = endpoint or ",".join(m.endpoint for m in self.members if m.running)
+        cmd = [find_etcd("etcdctl"), "--endpoints", endpoints, "--command-timeout=5s"]
+        if self.auth:
+            cmd += ["--user", self.auth]
+        done = subprocess.run([*cmd, *args], capture_output=True, text=True, timeout=timeout, check=False)
+        if done.returncode != 0:
+            raise RuntimeError(f"etcdctl {' '.join(args)} failed: {done.stderr.strip()}")
+        return done.stdout
+
+    def member_ids(self) -> dict[str, str]:
+        """Member name -> member id (hex), as the cluster lists them."""
+        import json
+
+        listed = json.loads(self.etcdctl("member", "list", "-w", "json"))
+        return {m.get("name", ""): format(m["ID"], "x") for m in listed.get("members", [])}
+
+    def enable_auth(self, user: str = "root", password: str = "rootpw") -> None:
+        """Create *user* (etcd's root role) and turn authentication on."""
+        self.etcdctl("user", "add", f"{user}:{password}")
+        self.etcdctl("auth", "enable")
+        self.auth = f"{user}:{password}"
+
+    def move_leader(self, target: EtcdServer) -> None:
+        """Transfer raft leadership to *target* (asked of the current leader)."""
+        leader = self.leader()
+        self.etcdctl("move-leader", self.member_ids()[target.name], endpoint=leader.endpoint)
+
+    def replace(self, member: EtcdServer, timeout: float = 60.0) -> None:
+        """Remove *member* from the cluster, wipe its data, and add it back as a new member
+        (same name and ports, a new member id), as an operator replaces a failed machine."""
+        member_id = self.member_ids()[member.name]
+        others = [m for m in self.members if m is not member and m.running]
+        # etcd refuses to remove a member until its leader has seen the others healthy for a
+        # while ("unhealthy cluster", e.g. within ~5 s of a raft election): retry until then.
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                self.etcdctl("member", "remove", member_id, endpoint=others[0].endpoint)
+                break
+            except RuntimeError as err:
+                if "unhealthy cluster" not in str(err) or time.monotonic() > deadline:
+                    raise
+                threading.Event().wait(0.5)
+        member.kill()
+        shutil.rmtree(os.path.join(member.data_dir, "data"), ignore_errors=True)
+        self.etcdctl("member", "add", member.name, f"--peer-urls={member.peer_url}", endpoint=others[0].endpoint)
+        member.initial_cluster_state = "existing"
+        member.start(timeout)
+
+    def compact(self, physical: bool = True) -> int:
+        """Compact the key space at the current revision; returns that revision."""
+        import json
+
+        status = json.loads(self.etcdctl("endpoint", "status", "-w", "json"))
+        revision = max(s["Status"]["header"]["revision"] for s in status)
+        try:
+            self.etcdctl("compact", str(revision), *(["--physical"] if physical else []))
+        except RuntimeError as err:
+            if "compacted" not in str(err):  # nothing written since the last compaction
+                raise
+        return int(revision)
 
     def close(self) -> None:
         for member in self.members:

@@ -26,6 +26,8 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--guard", type=float, default=None)
     r.add_argument("--unsafe-guard", action="store_true", help="allow a negative guard (negative control)")
     r.add_argument("--seed", type=int, default=int(time.time()))
+    r.add_argument("--auth", action="store_true", help="etcd auth on, tokens expiring after 2 s idle")
+    r.add_argument("--crowd", default="5x200", help="the large election: PROCESSESxCANDIDATES (default 5x200)")
     r.add_argument("--out", default=None, help="folder for histories (default: a new temp folder)")
     r.add_argument("--report", default=None, help="also write the report (Markdown) here")
     c = sub.add_parser("check", help="check the histories in a folder")
@@ -43,7 +45,8 @@ def main(argv: list[str] | None = None) -> int:
         schedule = list(FAULTS)
     elif args.schedule:
         schedule = args.schedule.split(",")
-    print(f"chaos: {args.contenders} contenders, ttl {args.ttl} s, seed {args.seed}, histories in {out}", flush=True)
+    setup = f"{args.contenders} contenders, ttl {args.ttl} s, seed {args.seed}" + (", auth on" if args.auth else "")
+    print(f"chaos: {setup}, histories in {out}", flush=True)
     started = time.monotonic()
     harness = Harness(
         out,
@@ -53,6 +56,8 @@ def main(argv: list[str] | None = None) -> int:
         unsafe_guard=args.unsafe_guard,
         seed=args.seed,
         say=lambda s: print(s, flush=True),
+        auth=args.auth,
+        crowd=_crowd(args.crowd),
     )
     run(harness, schedule, args.duration)
     report = check(out)
@@ -60,11 +65,15 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\nran {time.monotonic() - started:.0f} s\n{text}")
     if args.report:
         header = (
-            f"# Chaos run\n\n{args.contenders} contenders, ttl {args.ttl} s, seed {args.seed}, "
-            f"{time.monotonic() - started:.0f} s.\n\n"
+            f"# Chaos run\n\n{setup}, {time.monotonic() - started:.0f} s.\n\n"
         )
         Path(args.report).write_text(header + text + "\n\n```\n" + json.dumps(report.stats, indent=1) + "\n```\n")
     return 0 if report.ok else 1
+
+
+def _crowd(text: str) -> tuple[int, int]:
+    processes, _, per = text.partition("x")
+    return int(processes), int(per)
 
 
 if __name__ == "__main__":

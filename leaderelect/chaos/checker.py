@@ -16,6 +16,10 @@ from typing import Any
 
 # faults after which etcd itself was unavailable: gaps are bounded from the heal
 OUTAGES = {"quorum_loss", "whole_restart"}
+# faults that should cost no leader its term (etcd stays available to every client)
+NEEDLESS = {"move_leader", "member_replace", "freeze_member"}
+# reasons a term ends on purpose
+VOLUNTARY = {"stopped", "resigned", "session closed"}
 
 
 @dataclass
@@ -26,6 +30,7 @@ class TermRec:
     end: float
     how: str  # demoted / deadline / crashed / open
     last_valid_until: float
+    reason: str = ""  # the demotion reason, when it ended by a demotion
 
 
 @dataclass
@@ -78,7 +83,8 @@ def terms_of(pid: int, events: list[dict[str, Any]]) -> list[TermRec]:
         candidates += [(e["t"], "demoted") for e in mine if e["ev"] == "demoted"]
         candidates += [(t, "crashed") for t in crashed if t >= start]
         end, how = min(candidates)
-        terms.append(TermRec(pid, token, start, end, how, valid))
+        reasons = [e.get("reason", "") for e in mine if e["ev"] == "demoted"]
+        terms.append(TermRec(pid, token, start, end, how, valid, reasons[0] if reasons else ""))
     return terms
 
 
@@ -95,6 +101,7 @@ def check(folder: Path) -> Report:
     _c2_hygiene(histories, run, report)
     _l1_gaps(terms, faults, run, ttl, report)
     _fault_specific(terms, faults, histories, run, ttl, report)
+    _needless(terms, faults, ttl, report)
     report.stats.update(
         terms=len(terms),
         processes=len(histories),
@@ -227,6 +234,9 @@ def _c2_hygiene(histories: dict[int, list[dict[str, Any]]], run: dict[str, Any],
                 report.fail("C2", f"pid {pid} left threads after stop(): {e['threads_left']}")
             if e.get("sockets_left"):
                 report.fail("C2", f"pid {pid} has sockets open after stop(): {e['sockets_left']}")
+        for e in events:
+            if e["ev"] == "crowd_exit" and e.get("threads_left"):
+                report.fail("C2", f"crowd pid {pid} left threads after stop(): {e['threads_left'][:5]}")
     server = run.get("server_after_stop", {})
     if server.get("keys"):
         report.fail("C2", f"keys left in the election after every contender stopped: {server['keys']}")
@@ -249,7 +259,7 @@ def _l1_gaps(
             a, b = covered, term.start
             near = [f for f in faults if f["start"] <= b and f["end"] >= a - ttl]
             kind = near[-1]["fault"] if near else "none"
-            outages = [f for f in near if f["fault"] in OUTAGES]
+            outages = [f for f in near if _is_outage(f)]
             if outages:
                 heal = max(f["end"] for f in outages)
                 if b - heal > ttl + 3:
@@ -263,6 +273,12 @@ def _l1_gaps(
             gaps[kind] = max(gaps[kind], b - a)
         covered = term.end if covered is None else max(covered, term.end)
     report.stats["max_gap_by_fault"] = {k: round(v, 3) for k, v in sorted(gaps.items())}
+
+
+def _is_outage(fault: dict[str, Any]) -> bool:
+    """etcd could not serve writes during this fault: a frozen raft leader too, until the
+    others elect a new one (leases are then refreshed to a whole TTL, as after a restart)."""
+    return fault["fault"] in OUTAGES or (fault["fault"] == "freeze_member" and bool(fault.get("raft_leader")))
 
 
 def _fault_specific(
@@ -300,6 +316,26 @@ def _fault_specific(
                     "K1",
                     f"stop() with keepalive off under a blackhole took {f.get('stop_seconds')} s (bound {bound:.1f} s)",
                 )
+        if f["fault"] == "stop_cut_off":
+            bound = run.get("stop_bound", ttl + 4 * 1.0 + 2)
+            if f.get("seconds") is None or f["seconds"] > bound:
+                report.fail("W1", f"{f.get('how')}() while cut off took {f.get('seconds')} s (bound {bound:.1f} s)")
+            successors = [t for t in terms if t.start > a and t.pid != f.get("pid")]
+            if not successors or successors[0].start - a > ttl + 3:
+                late = f"{successors[0].start - a:.2f} s" if successors else "never"
+                report.fail("W1", f"successor of pid {f.get('pid')} after {f.get('how')}() while cut off: {late}")
+        if f["fault"] == "callback_past_deadline" and f.get("pid") in histories:
+            events = histories[f["pid"]]
+            lost = [e for e in events if e["ev"] == "lost" and e["t"] > a]
+            busy = [e for e in events if e["ev"] == "slow_callback" and e["t"] > a]
+            if busy and not lost:
+                report.fail("D1", f"pid {f['pid']} never saw its term end while its callback ran")
+            elif busy and lost[0]["t"] > lost[0]["valid_until"] + 0.5:
+                report.fail(
+                    "D1",
+                    f"pid {f['pid']} still held its term {lost[0]['t'] - lost[0]['valid_until']:.2f} s past its "
+                    "deadline while a callback ran",
+                )
         if f["fault"] == "pause_leader" and f.get("pid") in histories:
             # a stopped process cannot read the clock: whatever it logs with t > start, it logs
             # after SIGCONT (which can come before the nemesis records the window's end)
@@ -309,6 +345,23 @@ def _fault_specific(
             after = [e for e in events if e["t"] > a and e["ev"] in ("elected", "demoted", "act")]
             if led and after and after[0]["ev"] != "demoted":
                 report.fail("P1", f"pid {f['pid']} resumed with {after[0]['ev']}, not demoted")
+
+
+def _needless(terms: list[TermRec], faults: list[dict[str, Any]], ttl: float, report: Report) -> None:
+    """Informative (goal 0 at ttl >= 5): terms lost to faults that should cost none, and
+    terms so short (under a renewal interval) that they were churn rather than leadership."""
+    needless: dict[str, int] = defaultdict(int)
+    for f in faults:
+        if f["fault"] not in NEEDLESS or (f["fault"] == "freeze_member" and f.get("raft_leader")):
+            continue
+        a, b = f["start"], f["end"] + ttl
+        needless[f["fault"]] += sum(
+            1 for t in terms if a < t.end < b and t.how in ("deadline", "demoted") and t.reason not in VOLUNTARY
+        )
+    report.stats["needless_demotions"] = {k: needless.get(k, 0) for k in sorted(NEEDLESS)}
+    report.stats["short_terms"] = sum(
+        1 for t in terms if t.end - t.start < ttl / 3 and t.how != "crashed" and t.reason not in VOLUNTARY
+    )
 
 
 def format_report(report: Report) -> str:
@@ -324,6 +377,16 @@ def format_report(report: Report) -> str:
     gaps = s.get("max_gap_by_fault", {})
     for fault, count in s.get("faults_by_type", {}).items():
         lines.append(f"| {fault} | {count} | {gaps.get(fault, '-')} |")
+    needless = s.get("needless_demotions")
+    if needless is not None:
+        lines += [
+            "",
+            "| needless demotions (fault should cost no term) | terms lost |",
+            "|---|---|",
+            *(f"| {fault} | {count} |" for fault, count in needless.items()),
+            "",
+            f"short involuntary terms (< ttl/3): {s.get('short_terms', 0)}",
+        ]
     lines.append("")
     lines += report.violations or ["violations: 0"]
     lines.append("PASS" if report.ok else f"FAIL ({len(report.violations)} violations)")

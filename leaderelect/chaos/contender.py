@@ -6,7 +6,11 @@ check ``is_leader``, record ``act``, then a fenced write guarded by the term's t
 (``t_send`` is when the write was sent). After a pause (a loop gap over a second) it
 tries one write with the *stale* term, bypassing the local check, to show that etcd itself
 rejects it. ``SIGUSR2`` starts a GIL hog: a thread that holds the GIL ~0.5 s at a time for
-``--gil-hog`` seconds. At exit it records what ``stop()`` left behind (threads, sockets).
+``--gil-hog`` seconds. ``SIGHUP`` makes it ``resign()``. ``SIGWINCH`` arms a slow callback:
+its next ``on_elected`` keeps working for ``--slow-callback`` seconds (work that outlives its
+term). It records ``lost`` when the main loop first finds its term over (``elector.term``
+None: the library's own view, not a callback's). At exit it records what ``stop()`` left
+behind (threads, sockets).
 """
 
 from __future__ import annotations
@@ -113,6 +117,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--history", required=True)
     parser.add_argument("--data-key", default=None, help="the key fenced writes go to")
     parser.add_argument("--gil-hog", type=float, default=3.0, help="seconds a SIGUSR2 GIL hog lasts")
+    parser.add_argument("--slow-callback", type=float, default=5.0, help="seconds a SIGWINCH-armed on_elected works")
+    parser.add_argument("--user", default=None)
+    parser.add_argument("--password", default=None)
     args = parser.parse_args(argv)
 
     faulthandler.register(signal.SIGUSR1)  # `kill -USR1 <pid>` dumps every thread's stack to stderr
@@ -129,6 +136,10 @@ def main(argv: list[str] | None = None) -> int:
         thread.start()
 
     signal.signal(signal.SIGUSR2, start_hog)
+    resign_asked = threading.Event()
+    signal.signal(signal.SIGHUP, lambda *_: resign_asked.set())
+    slow_armed = threading.Event()
+    signal.signal(signal.SIGWINCH, lambda *_: slow_armed.set())
 
     sockets_before = _sockets()
     elector = LeaderElector(
@@ -139,11 +150,20 @@ def main(argv: list[str] | None = None) -> int:
         guard=args.guard,
         call_timeout=args.call_timeout,
         keepalive_time=args.keepalive_time or None,
+        user=args.user,
+        password=args.password,
         _allow_unsafe_guard=args.unsafe_guard,
     )
-    elector.on_elected(
-        lambda term: history.log("elected", token=term.fencing_token, valid_until=term.valid_until, lease=term.lease_id)
-    )
+
+    def elected(term: Term) -> None:
+        history.log("elected", token=term.fencing_token, valid_until=term.valid_until, lease=term.lease_id)
+        if slow_armed.is_set():
+            slow_armed.clear()
+            history.log("slow_callback", token=term.fencing_token, seconds=args.slow_callback)
+            stop.wait(args.slow_callback)  # the term's work outlives the term
+            history.log("slow_callback_done", token=term.fencing_token)
+
+    elector.on_elected(elected)
     elector.on_demoted(lambda term, reason: history.log("demoted", token=term.fencing_token, reason=str(reason)))
     elector.on_leader_changed(
         lambda leader: history.log(
@@ -154,6 +174,7 @@ def main(argv: list[str] | None = None) -> int:
     history.log("start", ttl=args.ttl, sockets=len(sockets_before))
     elector.start()
     last_term: Term | None = None
+    lost_logged = False
     last_loop = clock()
     leases: set[int] = set()
     try:
@@ -166,10 +187,19 @@ def main(argv: list[str] | None = None) -> int:
                 history.log("resumed", gap=now - last_loop, is_leader=elector.is_leader)
                 _stale_write(elector, last_term, data_key, history)
             last_loop = now
+            if resign_asked.is_set():
+                resign_asked.clear()
+                t_resign = clock()
+                stepped_down = elector.resign()
+                history.log("resign", stepped_down=stepped_down, seconds=clock() - t_resign)
             t_check = clock()  # read before is_leader: the term was valid at or after it
             term = elector.term
             if term is None:
+                if last_term is not None and not lost_logged:
+                    history.log("lost", token=last_term.fencing_token, valid_until=last_term.valid_until)
+                    lost_logged = True
                 continue
+            lost_logged = False
             last_term = term
             leases.add(term.lease_id)
             history.log("act", token=term.fencing_token, valid_until=term.valid_until, t_check=t_check)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import random
 import signal
+import subprocess
 import threading
 import time
 from pathlib import Path
@@ -35,7 +36,18 @@ FAULTS = (
     "slow_network",
     "gil_hog",
     "blackhole_no_keepalive",
+    "freeze_member",
+    "compaction",
+    "move_leader",
+    "member_replace",
+    "stop_cut_off",
+    "callback_past_deadline",
+    "large_election",
 )
+#: how often each fault is drawn in a random run, relative to the others (default 1): a
+#: large election spawns a thousand candidates, and is drawn less often
+WEIGHTS = {"large_election": 0.5}
+USER, PASSWORD = "root", "chaos-pw"
 
 
 class Slot:
@@ -66,6 +78,8 @@ class Harness:
         unsafe_guard: bool = False,
         seed: int = 0,
         say: Callable[[str], None] = print,
+        auth: bool = False,
+        crowd: tuple[int, int] = (5, 200),
     ) -> None:
         self.out = out
         self.out.mkdir(parents=True, exist_ok=True)
@@ -76,19 +90,38 @@ class Harness:
         self.say = say
         self.n = contenders
         self.call_timeout = 1.0
-        self.cluster = EtcdCluster(3)
+        #: the whole run with etcd auth on, tokens expiring after 2 s idle (etcd#17623)
+        self.auth = auth
+        #: the large election: (processes, candidates per process)
+        self.crowd = crowd
+        self.cluster = EtcdCluster(3, extra_args=["--auth-token-ttl", "2"] if auth else [])
         self.slots: list[Slot] = []
         self.client: EtcdClient | None = None
         self._faults = open(out / "faults.jsonl", "a", buffering=1)  # noqa: SIM115 - closed in close()
         self._latency_step = 0
+        self._freeze_step = 0
+        self._stop_step = 0
+        self._crowd_runs = 0
 
     # -- setup and teardown -----------------------------------------------------------------
 
+    def _credentials(self) -> list[str]:
+        return ["--user", USER, "--password", PASSWORD] if self.auth else []
+
+    def _client(self, call_timeout: float = 1.0) -> EtcdClient:
+        user, password = (USER, PASSWORD) if self.auth else (None, None)
+        endpoints = parse_endpoints(self.cluster.endpoints)[0]
+        return EtcdClient(endpoints, call_timeout=call_timeout, keepalive_time=None, user=user, password=password)
+
     def start(self) -> None:
         self.cluster.start()
-        self.client = EtcdClient(parse_endpoints(self.cluster.endpoints)[0], call_timeout=1.0, keepalive_time=None)
+        if self.auth:
+            self.cluster.enable_auth(USER, PASSWORD)
+        self.client = self._client()
+        members = self.cluster.members
         for i in range(self.n):
-            proxies = [FaultProxy(m.endpoint) for m in self.cluster.members]
+            # each contender starts on another member: a member's fault reaches some, not all
+            proxies = [FaultProxy(m.endpoint) for m in members[i % 3 :] + members[: i % 3]]
             # the first slot runs without gRPC keepalive, for the blackhole_no_keepalive fault
             self.slots.append(Slot(i, proxies, keepalive_off=(i == 0)))
         for slot in self.slots:
@@ -114,6 +147,7 @@ class Harness:
             args += ["--guard", str(self.guard)]
         if self.unsafe_guard:
             args += ["--unsafe-guard"]
+        args += ["--slow-callback", str(self.ttl + 3), *self._credentials()]
         slot.contender = Contender(history, args).start()
 
     def finish(self) -> dict[str, Any]:
@@ -280,7 +314,7 @@ class Harness:
 
     def _member_kill(self, leader: Slot) -> dict[str, Any]:
         member = self.cluster.leader()
-        probe = _WriteProbe(self.cluster.endpoints)
+        probe = _WriteProbe(self._client(call_timeout=0.2))
         member.kill()
         start = clock()
         time.sleep(1.0)
@@ -363,12 +397,182 @@ class Harness:
         self._launch(victim)
         return window
 
+    # -- faults that broke peers in the field ------------------------------------------------
+
+    def _freeze_member(self, leader: Slot) -> dict[str, Any]:
+        """SIGSTOP one member past raft's election timeout (1 s): every other time the raft
+        leader, else another (etcd#14641: clients must leave it, campaigns must not hang)."""
+        raft = self.cluster.leader()
+        self._freeze_step += 1
+        others = [m for m in self.cluster.members if m is not raft]
+        member = raft if self._freeze_step % 2 else self.random.choice(others)
+        member.pause()
+        start = clock()
+        time.sleep(max(2.5, self.ttl / 2))
+        member.resume()
+        return self.record("freeze_member", start, clock(), member=member.name, raft_leader=member is raft)
+
+    def _compaction(self, leader: Slot) -> dict[str, Any]:
+        """Compact (physically) at the current revision, again and again, while leadership
+        changes hands and a follower's watches reconnect (etcd#21128)."""
+        assert leader.contender is not None and leader.contender.proc is not None
+        followers = [s for s in self.slots if s is not leader and s.contender is not None and s.contender.alive]
+        reconnecting = self.random.choice(followers)
+        start = clock()
+        leader.contender.proc.send_signal(signal.SIGHUP)  # resign: a leadership change
+        compactions = 0
+        for i in range(8):
+            if i == 2:
+                reconnecting.set_network("reset")  # its watch stream breaks and resyncs
+            if i == 3:
+                reconnecting.set_network("pass")
+            try:
+                self.cluster.compact()
+                compactions += 1
+            except (RuntimeError, subprocess.TimeoutExpired) as err:
+                self.say(f"  compaction failed: {err}")
+            time.sleep(0.1)
+        return self.record("compaction", start, clock(), pid=leader.contender.pid, compactions=compactions)
+
+    def _move_leader(self, leader: Slot) -> dict[str, Any]:
+        """Transfer raft leadership: leases are refreshed, nobody should lose a term."""
+        raft = self.cluster.leader()
+        target = self.random.choice([m for m in self.cluster.members if m is not raft])
+        start = clock()
+        try:
+            self.cluster.move_leader(target)
+        except (RuntimeError, subprocess.TimeoutExpired) as err:
+            self.say(f"  move-leader failed: {err}")
+        time.sleep(0.5)
+        return self.record("move_leader", start, clock(), member=target.name, was=raft.name)
+
+    def _member_replace(self, leader: Slot) -> dict[str, Any]:
+        """Remove a member that is not raft leader, wipe it, add it back fresh (etcd#14096)."""
+        raft = self.cluster.leader()
+        member = self.random.choice([m for m in self.cluster.members if m is not raft])
+        start = clock()
+        try:
+            self.cluster.replace(member)
+            done = True
+        except (RuntimeError, TimeoutError, subprocess.TimeoutExpired) as err:
+            self.say(f"  member replacement failed: {err}")
+            done = False
+        return self.record("member_replace", start, clock(), member=member.name, done=done)
+
+    def _stop_cut_off(self, leader: Slot) -> dict[str, Any]:
+        """stop() or resign() (in turn) while the leader's connections are blackholed
+        (etcd#22123): it returns within its bound and a successor leads within ttl + 3 s."""
+        assert leader.contender is not None and leader.contender.proc is not None
+        contender, proc = leader.contender, leader.contender.proc
+        self._stop_step += 1
+        how = "stop" if self._stop_step % 2 else "resign"
+        leader.set_network("blackhole")
+        time.sleep(0.2)
+        start = clock()
+        proc.send_signal(signal.SIGTERM if how == "stop" else signal.SIGHUP)
+        seconds: float | None = None
+        if how == "stop":
+            try:
+                proc.wait(self.ttl + 4 * self.call_timeout + 10)
+                exit_event = contender.last("exit")
+                seconds = exit_event["stop_seconds"] if exit_event else None
+            except subprocess.TimeoutExpired:
+                contender.kill()
+        else:
+            wait_until(lambda: (contender.last("resign") or {}).get("t", 0) > start, 30)
+            resigned = contender.last("resign")
+            seconds = resigned["seconds"] if resigned and resigned["t"] > start else None
+        # the successor: another contender's term within ttl + 3 s (checked by W1)
+        wait_until(lambda: self.leader_slot() not in (None, leader), self.ttl + 5)
+        leader.set_network("pass")
+        window = self.record(
+            "stop_cut_off", start, clock(), pid=contender.pid, how=how, seconds=seconds
+        )
+        if how == "stop":
+            self._launch(leader)
+        return window
+
+    def _callback_past_deadline(self, leader: Slot) -> dict[str, Any]:
+        """The next leader's on_elected keeps working past its term: it is cut off while the
+        callback runs; its demotion must still come at its deadline."""
+        assert leader.contender is not None and leader.contender.proc is not None
+        assert self.client is not None
+        queue = election.participants(self.client, NAME)[0]
+        second = queue[1].value if len(queue) > 1 else None
+        successor = next((s for s in self.slots if s.contender and second == f"pid-{s.contender.pid}"), None)
+        if successor is None or successor.contender is None or successor.contender.proc is None:
+            return self.record("callback_past_deadline", clock(), clock(), skipped="no successor in line")
+        successor.contender.proc.send_signal(signal.SIGWINCH)  # arm its next on_elected
+        time.sleep(0.1)
+        start = clock()
+        leader.contender.proc.send_signal(signal.SIGHUP)
+        victim = successor.contender
+        wait_until(lambda: victim.last("slow_callback") is not None, 10)
+        successor.set_network("blackhole")
+        time.sleep(2 * self.ttl)
+        successor.set_network("pass")
+        return self.record("callback_past_deadline", start, clock(), pid=victim.pid)
+
+    def _large_election(self, leader: Slot) -> dict[str, Any]:
+        """A thousand candidates (processes x per process) queue behind the contenders; the
+        leader is killed, then the next one resigns. The crowd leaves at the end."""
+        assert leader.contender is not None and self.client is not None
+        procs, per = self.crowd
+        self._crowd_runs += 1
+        crowd = [
+            Contender(
+                str(self.out / f"c-crowd{self._crowd_runs}-{k}.jsonl"),
+                ["--name", NAME, "--endpoints", self.cluster.endpoints, "--count", str(per), *self._credentials()],
+                module="leaderelect.chaos.crowd",
+            ).start()
+            for k in range(procs)
+        ]
+        start = clock()
+        joined = wait_until(lambda: len(self._candidates()) >= procs * per + self.n, 120, interval=0.5)
+        join_seconds = clock() - start
+        t_kill = clock()
+        pid = leader.contender.pid
+        leader.contender.kill()
+        self.settle(self.ttl + 10)
+        self._launch(leader)
+        current = self.settle(self.ttl + 10)
+        if current is not None and current.contender is not None and current.contender.proc is not None:
+            current.contender.proc.send_signal(signal.SIGHUP)
+            self.settle(self.ttl + 10)
+        end = clock()
+        for member in crowd:
+            assert member.proc is not None
+            member.proc.send_signal(signal.SIGTERM)
+        stop_seconds = []
+        for member in crowd:
+            member.stop(60)
+            exit_event = member.last("crowd_exit")
+            stop_seconds.append(exit_event["stop_seconds"] if exit_event else None)
+        return self.record(
+            "large_election",
+            t_kill,
+            end,
+            pid=pid,
+            candidates=procs * per,
+            joined=joined,
+            join_seconds=round(join_seconds, 1),
+            crowd_stop_seconds=stop_seconds,
+            crowd_rss_mb=[(m.last("crowd_exit") or {}).get("max_rss_mb") for m in crowd],
+        )
+
+    def _candidates(self) -> list[election.Candidate]:
+        assert self.client is not None
+        try:
+            return election.participants(self.client, NAME)[0]
+        except EtcdError:
+            return []
+
 
 class _WriteProbe:
     """Writes to the cluster every 50 ms on its own thread; measures how long writes failed."""
 
-    def __init__(self, endpoints: str) -> None:
-        self._client = EtcdClient(parse_endpoints(endpoints)[0], call_timeout=0.2, keepalive_time=None)
+    def __init__(self, client: EtcdClient) -> None:
+        self._client = client
         self._stop = threading.Event()
         self._failed: list[float] = []
         self._thread = threading.Thread(target=self._run, name="chaos-write-probe", daemon=True)
@@ -399,8 +603,9 @@ def run(harness: Harness, schedule: list[str] | None, duration: float) -> None:
                 harness.inject(fault)
         else:
             end = clock() + duration
+            weights = [WEIGHTS.get(fault, 1.0) for fault in FAULTS]
             while clock() < end:
-                harness.inject(harness.random.choice(FAULTS))
+                harness.inject(harness.random.choices(FAULTS, weights)[0])
         harness.finish()
     finally:
         harness.close()

@@ -23,9 +23,11 @@ class Contender:
     prefix: list[str] = field(default_factory=list)
     proc: subprocess.Popen[bytes] | None = None
     crashed_at: list[float] = field(default_factory=list)
+    #: the program: a contender, or a crowd of candidates (``leaderelect.chaos.crowd``)
+    module: str = "leaderelect.chaos.contender"
 
     def start(self) -> Contender:
-        cmd = [*self.prefix, sys.executable, "-m", "leaderelect.chaos.contender", "--history", self.history, *self.args]
+        cmd = [*self.prefix, sys.executable, "-m", self.module, "--history", self.history, *self.args]
         with open(self.history + ".stderr", "ab") as stderr:
             self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=stderr)
         return self

@@ -17,6 +17,7 @@ def write(
     faults: list[dict[str, Any]] = (),  # type: ignore[assignment]
     run: dict[str, Any] | None = None,
 ) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
     for pid, events in histories.items():
         with open(folder / f"c{pid}-1.jsonl", "w") as fh:
             for event in events:
@@ -131,3 +132,36 @@ def test_stale_write_accepted_after_a_newer_term_began_fails_s2(tmp_path: Path) 
     events.append({"t": 11.7, "ev": "fenced_write", "token": 5, "accepted": True, "t_send": 11.6, "stale": True})
     violations = check(write(tmp_path, {1: events, 2: term(7, 11.5, 12.0)})).violations
     assert any("S2" in v and "stale write" in v for v in violations)
+
+
+def test_a_slow_successor_after_stop_while_cut_off_fails_w1(tmp_path: Path) -> None:
+    fault = {"fault": "stop_cut_off", "start": 11.0, "end": 16.5, "pid": 1, "how": "stop", "seconds": 1.2}
+    ok = write(tmp_path / "ok", {1: term(5, 10.0, 11.0), 2: term(7, 13.0, 14.0)}, [fault])
+    assert not [v for v in check(ok).violations if "W1" in v]
+    late = write(tmp_path / "late", {1: term(5, 10.0, 11.0), 2: term(7, 16.2, 17.0)}, [fault])  # > ttl + 3
+    assert [v for v in check(late).violations if "W1" in v]
+    hung = write(tmp_path / "hung", {1: term(5, 10.0, 11.0), 2: term(7, 13.0, 14.0)}, [{**fault, "seconds": None}])
+    assert [v for v in check(hung).violations if "W1" in v]
+
+
+def test_a_term_held_past_its_deadline_while_a_callback_ran_fails_d1(tmp_path: Path) -> None:
+    fault = {"fault": "callback_past_deadline", "start": 10.0, "end": 14.0, "pid": 1}
+    busy = [{"t": 10.2, "ev": "slow_callback", "token": 5, "seconds": 5}]
+    on_time = [{"t": 11.6, "ev": "lost", "token": 5, "valid_until": 11.5}]
+    late = [{"t": 12.6, "ev": "lost", "token": 5, "valid_until": 11.5}]
+    for sub, lost, fails in (("ok", on_time, False), ("late", late, True), ("never", [], True)):
+        folder = write(tmp_path / sub, {1: term(5, 10.1, 11.5) + busy + lost}, [fault])
+        assert bool([v for v in check(folder).violations if "D1" in v]) == fails, sub
+
+
+def test_needless_demotions_are_counted_per_fault(tmp_path: Path) -> None:
+    lost = term(5, 10.0, 11.0)
+    lost[-1]["reason"] = "deadline passed"
+    faults = [
+        {"fault": "move_leader", "start": 10.5, "end": 10.9},
+        {"fault": "freeze_member", "start": 20.0, "end": 22.0, "raft_leader": False},
+    ]
+    report = check(write(tmp_path, {1: lost + term(7, 12.0, 21.0)}, faults, {"ttl": 5}))
+    assert report.ok, format_report(report)  # informative, never a FAIL
+    assert report.stats["needless_demotions"] == {"freeze_member": 0, "member_replace": 0, "move_leader": 1}
+    assert "| move_leader | 1 |" in format_report(report)

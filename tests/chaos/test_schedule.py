@@ -3,7 +3,9 @@ every fault type once, zero violations; and the negative control that must FAIL.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -15,7 +17,8 @@ pytestmark = [pytest.mark.faults, pytest.mark.cluster]
 
 def test_short_schedule_every_fault_zero_violations(tmp_path: Path) -> None:
     # ttl 3: a raft re-election (~1 s) then fits in the worst-case validity left, so M1 is checked
-    harness = Harness(tmp_path, contenders=3, ttl=3, seed=1, say=print)
+    # a large election of 100 here (2 processes x 50); `make chaos` uses 1,000
+    harness = Harness(tmp_path, contenders=3, ttl=3, seed=1, say=print, crowd=(2, 50))
     run(harness, list(FAULTS), 0)
     report = check(tmp_path)
     print(format_report(report))
@@ -23,6 +26,24 @@ def test_short_schedule_every_fault_zero_violations(tmp_path: Path) -> None:
     assert report.stats["faults_by_type"] == {fault: 1 for fault in sorted(FAULTS)}
     assert report.stats["terms"] >= 4
     assert report.stats["fenced_accepted"] > 50
+    crowd = next(f for f in _windows(tmp_path) if f["fault"] == "large_election")
+    assert crowd["joined"] and None not in crowd["crowd_stop_seconds"], crowd
+
+
+def test_short_schedule_with_auth_and_tokens_that_expire_every_2_s(tmp_path: Path) -> None:
+    """etcd#17623: tokens expire while candidates wait, lead and release. Nothing spins,
+    nobody stalls, and every process leaves nothing behind (C2)."""
+    harness = Harness(tmp_path, contenders=3, ttl=3, seed=2, say=print, auth=True, crowd=(1, 20))
+    faults = ["kill9_leader", "stop_cut_off", "compaction", "partition_follower", "stop_cut_off", "large_election"]
+    run(harness, faults, 0)
+    report = check(tmp_path)
+    print(format_report(report))
+    assert report.ok, format_report(report)
+    assert report.stats["faults"] == len(faults)
+
+
+def _windows(folder: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in (folder / "faults.jsonl").read_text().splitlines() if line.strip()]
 
 
 def test_negative_guard_must_fail(tmp_path: Path) -> None:
