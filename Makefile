@@ -68,11 +68,15 @@ bench: $(STAMP)
 	QUICK=$(QUICK) $(BIN)/python bench/bench.py
 
 ## make chaos: random faults against 5 contenders and a 3-member cluster, then the safety check
+## (AUTH=1: etcd auth on with 2 s tokens; CROWD=5x200: the large election's size)
 DURATION ?= 600
 CONTENDERS ?= 5
 TTL ?= 2
+AUTH ?=
+CROWD ?= 5x200
 chaos: $(STAMP)
 	$(BIN)/python -m leaderelect.chaos run --duration $(DURATION) --contenders $(CONTENDERS) --ttl $(TTL) \
+		--crowd $(CROWD) $(if $(AUTH),--auth) \
 		--out chaos-out/$$(date +%Y%m%d-%H%M%S) --report chaos-out/last-report.md
 
 clean:

@@ -8,8 +8,8 @@ tries one write with the *stale* term, bypassing the local check, to show that e
 rejects it. ``SIGUSR2`` starts a GIL hog: a thread that holds the GIL ~0.5 s at a time for
 ``--gil-hog`` seconds. ``SIGHUP`` makes it ``resign()``. ``SIGWINCH`` arms a slow callback:
 its next ``on_elected`` keeps working for ``--slow-callback`` seconds (work that outlives its
-term). It records ``lost`` when the main loop first finds its term over (``elector.term``
-None: the library's own view, not a callback's). At exit it records what ``stop()`` left
+term). A thread records ``lost`` when it first reads ``elector.term`` as None after a term
+(the library's own view, not a callback's). At exit it records what ``stop()`` left
 behind (threads, sockets).
 """
 
@@ -105,6 +105,18 @@ def _stale_write(elector: LeaderElector, term: Term, data_key: str, history: His
         return
 
 
+def _watch_term(elector: LeaderElector, stop: threading.Event, history: History) -> None:
+    """Record ``lost`` when ``elector.term`` first reads None after a term, as any thread of
+    the application would see it: every 20 ms, on a thread of its own (the main loop can be
+    held up by its own writes to an unreachable etcd)."""
+    held: Term | None = None
+    while not stop.wait(0.02):
+        term = elector.term
+        if term is None and held is not None:
+            history.log("lost", token=held.fencing_token, valid_until=held.valid_until)
+        held = term
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--name", required=True)
@@ -173,8 +185,8 @@ def main(argv: list[str] | None = None) -> int:
     data_key = args.data_key or f"{args.name}-data"
     history.log("start", ttl=args.ttl, sockets=len(sockets_before))
     elector.start()
+    threading.Thread(target=_watch_term, args=(elector, stop, history), name="term-watch", daemon=True).start()
     last_term: Term | None = None
-    lost_logged = False
     last_loop = clock()
     leases: set[int] = set()
     try:
@@ -195,11 +207,7 @@ def main(argv: list[str] | None = None) -> int:
             t_check = clock()  # read before is_leader: the term was valid at or after it
             term = elector.term
             if term is None:
-                if last_term is not None and not lost_logged:
-                    history.log("lost", token=last_term.fencing_token, valid_until=last_term.valid_until)
-                    lost_logged = True
                 continue
-            lost_logged = False
             last_term = term
             leases.add(term.lease_id)
             history.log("act", token=term.fencing_token, valid_until=term.valid_until, t_check=t_check)
