@@ -43,6 +43,10 @@ class Campaign:
         self._clock = elector._clock
         self._cooldown_until = 0.0
         self._token: int | None = None  # our key's create revision on the latest lease, once known
+        # lease a candidate must have ahead of it to take a term: a renewal interval, and
+        # never more than half what is left right after a renewal (else a large guard
+        # would keep it waiting for ever)
+        self._min_lease = min(self._session.ttl / 3, (self._session.ttl - self._session.guard) / 2)
         # (key, token, leading) of our current key, for cares(): set before each check
         self._interest: tuple[str, int, bool] | None = None
         self._thread = threading.Thread(target=self._run, name=f"leaderelect-campaign-{self._name}", daemon=True)
@@ -87,14 +91,20 @@ class Campaign:
     def _run(self) -> None:
         last: Lease | None = None
         try:
+            if not self._e._owns_session:
+                # A stopped elector of this name on this session may have left its key to be
+                # withdrawn; this one may adopt that key, so that delete must not land later.
+                self._session.cancel_withdrawal(self._name)
             while not self._stopping():
                 lease = self._session.lease
                 wait = self._cooldown_until - self._clock()
                 if lease is None or wait > 0:
                     self._next(wait if wait > 0 else None)
                     continue
-                if lease is not last:
-                    last, self._token = lease, None
+                last = lease
+                # Unknown until this join answers: if its answer is lost and we stop, the key
+                # is withdrawn whatever its revision (a stale revision would miss it).
+                self._token = None
                 try:
                     token = self._join(lease)
                     if token is None:
@@ -155,7 +165,7 @@ class Campaign:
             if pos.known and pos.revision >= token:
                 if not pos.present:
                     return _Turn.GONE
-                if not pos.behind and lease.remaining() < self._session.ttl / 3:
+                if not pos.behind and lease.remaining() < self._min_lease:
                     # Too little lease left to begin a term: its renewals are failing right
                     # now, and a term taken with 173 ms left ended 180 ms later (elected,
                     # then demoted, and a gap all the same). Lead once a renewal succeeds,

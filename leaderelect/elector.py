@@ -150,7 +150,6 @@ class LeaderElector:
                 _allow_unsafe_guard=_allow_unsafe_guard,
             )
             self._owns_session = True
-        self._session.claim(self.name, self._stop_for_session)
         self.ttl = self._session.ttl
         self.demote_timeout = (
             float(self.ttl)
@@ -170,6 +169,8 @@ class LeaderElector:
         self._stop_reason: DemotionReason | None = None  # why a leader's term ends on stop
         self._stats_hooks: list[Callable[[str, float], None]] = []
         self._reconnect_wrappers: dict[int, Callable[[Any], None]] = {}
+        self._hooks_lock = threading.Lock()  # attach and detach stats hooks one at a time
+        self._hooks_attached = False
         # With transport keepalive the probe is only a backstop; without it, it is the only
         # way to notice a silent stream, so it runs often.
         self._probe_interval = 30.0 if keepalive_time else min(5.0, max(1.0, self.ttl / 2))
@@ -180,6 +181,8 @@ class LeaderElector:
         #: terms won and demotions by reason, for status() and metrics
         self.elections = 0
         self.demotions: dict[str, int] = {}
+        # Last: a session's close() may stop this elector from here on.
+        self._session.claim(self.name, self._stop_for_session)
 
     @classmethod
     def from_etcd3_client(
@@ -280,8 +283,10 @@ class LeaderElector:
             self._dispatcher.start()
             self._session.subscribe(self._on_lease)
             self._session.start()
-            for hook in self._stats_hooks:
-                self._attach(hook)
+            with self._hooks_lock:
+                for hook in self._stats_hooks:
+                    self._attach(hook)
+                self._hooks_attached = True
             self._observer = _observer.acquire(
                 self._session.client, self.name, self._on_view, probe_interval=self._probe_interval, clock=self._clock
             )
@@ -348,8 +353,11 @@ class LeaderElector:
         observer, self._observer = self._observer, NoObserver()
         if isinstance(observer, Observer):
             _observer.release(self._session.client, observer, self._on_view, self._session.call_timeout + 1)
-        for hook in self._stats_hooks:
-            self._detach(hook)
+        with self._hooks_lock:
+            if self._hooks_attached:
+                for hook in self._stats_hooks:
+                    self._detach(hook)
+                self._hooks_attached = False
         self._release_session()
         self._dispatcher.close(self.demote_timeout + 1)
         with self._lock:
@@ -370,11 +378,10 @@ class LeaderElector:
         etcd member. It runs on leaderelect's threads: it must be quick and must not raise.
         Detached when the elector stops, also from a shared session (``leaderelect.metrics``
         uses this)."""
-        with self._lock:
+        with self._hooks_lock:
             self._stats_hooks.append(hook)
-            running = self._state == _RUNNING
-        if running:
-            self._attach(hook)
+            if self._hooks_attached:
+                self._attach(hook)
 
     def _attach(self, hook: Callable[[str, float], None]) -> None:
         self._session.add_stats_hook(hook)
@@ -445,6 +452,9 @@ class LeaderElector:
 
     @property
     def stopped(self) -> bool:
+        """True once stopped; also in a forked copy, where it never ran."""
+        if self._forked():  # before the lock (see _forked)
+            return True
         with self._lock:
             return self._state == _STOPPED
 

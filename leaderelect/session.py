@@ -18,9 +18,10 @@ import os
 import threading
 from typing import Any, Callable
 
-from leaderelect import _clock, _config, election
+from leaderelect import _clock, _config
 from leaderelect._etcd import EtcdClient
 from leaderelect._retry import retrying
+from leaderelect._withdrawals import Withdrawals
 from leaderelect.exceptions import ConfigurationError, ElectorStateError, EtcdError, LeaseExpiredError
 
 log = logging.getLogger(__name__)
@@ -170,13 +171,8 @@ class Session:
         self._stats_hooks: list[StatsHook] = []
         self._names: dict[str, Stopper] = {}
         self._to_revoke: set[int] = set()
-        # Keys of stopped electors whose delete failed: retried until gone or their lease
-        # ends (name -> (key, create revision or None, lease)).
-        self._withdrawals: dict[str, tuple[bytes, int | None, Lease]] = {}
-        self._withdraw_at = 0.0
-        # Held while withdrawals are sent; claim() takes it, so a withdrawal of an earlier
-        # elector of the same name can never delete the key of the new one.
-        self._withdraw_lock = threading.Lock()
+        # keys of stopped electors whose delete failed, retried on a thread of their own
+        self._withdrawals = Withdrawals(self.client, self.call_timeout, name)
         self._thread: threading.Thread | None = None
         self._closed = False
         self._closing = False
@@ -212,19 +208,31 @@ class Session:
         (``on_demoted`` gets :attr:`DemotionReason.SESSION_CLOSED`) before the lease is
         revoked. If the revoke cannot reach etcd, the lease expires by its TTL anyway.
         """
+        if os.getpid() != self._pid:
+            return  # a forked copy: the lease and the connection are the parent's
         with self._lock:
             if self._closed or self._closing:
                 return
             self._closing = True  # no new elector from here on
             stoppers = list(self._names.values())
-        # Outside the lock: each elector releases its name on the way out.
-        waits = [stop() for stop in stoppers]
-        for wait in waits:
-            wait()
-        with self._lock:
-            self._closed = True
-            thread = self._thread
-            self._withdrawals.clear()
+        try:
+            # Outside the lock: each elector releases its name on the way out.
+            waits = []
+            for stop in stoppers:
+                try:
+                    waits.append(stop())
+                except Exception:
+                    log.exception("[%s] stopping an elector on close failed", self.name)
+            for wait in waits:
+                try:
+                    wait()
+                except Exception:
+                    log.exception("[%s] waiting for an elector to stop failed", self.name)
+        finally:
+            with self._lock:
+                self._closed = True
+                thread = self._thread
+        self._withdrawals.close(self.call_timeout + 1)
         self._stop.set()
         self._wake.set()
         if thread is not None and thread is not threading.current_thread():
@@ -259,23 +267,15 @@ class Session:
         """Reserve election *name* for one elector: two electors of one name on one lease
         would share one key, and both would take it for their own term. ``close()`` calls
         *stopper* while the name is claimed."""
-        # A withdrawal in flight for an earlier elector of this name finishes first (bounded).
-        locked = self._withdraw_lock.acquire(timeout=self.call_timeout + 1)
-        try:
-            with self._lock:
-                if self._closed or self._closing:
-                    raise ElectorStateError(f"session {self.name!r} is closed")
-                if name in self._names:
-                    raise ConfigurationError(
-                        f"election {name!r} already has an elector on session {self.name!r}; "
-                        "candidates of one election need sessions (leases) of their own"
-                    )
-                self._names[name] = stopper
-                # the new elector adopts (or replaces) the key; it is not withdrawn behind its back
-                self._withdrawals.pop(name, None)
-        finally:
-            if locked:
-                self._withdraw_lock.release()
+        with self._lock:
+            if self._closed or self._closing:
+                raise ElectorStateError(f"session {self.name!r} is closed")
+            if name in self._names:
+                raise ConfigurationError(
+                    f"election {name!r} already has an elector on session {self.name!r}; "
+                    "candidates of one election need sessions (leases) of their own"
+                )
+            self._names[name] = stopper
 
     def release(self, name: str) -> None:
         with self._lock:
@@ -283,13 +283,13 @@ class Session:
 
     def defer_withdrawal(self, name: str, key: bytes, token: int | None, lease: Lease) -> None:
         """Internal: delete *key* (election *name*'s candidate key, created at revision
-        *token* if known) from the keepalive thread, retrying until it is gone or *lease*
-        ends. On a shared session the lease outlives the elector: a key left behind would
-        sit in the queue, on a lease kept alive, for as long as the session lives."""
-        with self._lock:
-            self._withdrawals[name] = (key, token, lease)
-            self._withdraw_at = 0.0
-        self._wake.set()
+        *token* if known), retrying until it is gone or *lease* ends (see ``_withdrawals``)."""
+        self._withdrawals.add(name, key, token, lease)
+
+    def cancel_withdrawal(self, name: str) -> None:
+        """Internal: an elector of *name* is about to campaign on this session (it may adopt
+        the key): drop a predecessor's pending delete, after one in flight."""
+        self._withdrawals.cancel(name)
 
     def remove_stats_hook(self, hook: StatsHook) -> None:
         with self._lock:
@@ -375,13 +375,9 @@ class Session:
             if now >= lease.valid_until:
                 self._lose(lease, "deadline passed without renewal")
                 return
-            if self._withdrawals and now >= self._withdraw_at:
-                self._withdraw_at = now + (0.25 if self._retry_withdrawals() else 3600.0)
-                continue
             if now < next_at:
-                # Wake at the next renewal, at the deadline, or at the next withdrawal try.
-                wake = min(next_at, lease.valid_until, self._withdraw_at if self._withdrawals else next_at)
-                if self._wake.wait(wake - now):
+                # Wake at the next renewal, or at the deadline, whichever is first.
+                if self._wake.wait(min(next_at, lease.valid_until) - now):
                     self._wake.clear()
                 continue
             t_send = self._clock()
@@ -412,31 +408,9 @@ class Session:
             for hook in hooks:
                 try:
                     hook("keepalive", self._clock() - t_send)
-                except Exception:
+                except BaseException:  # a user's hook must not end the renewal thread
                     log.exception("[%s] stats hook failed", self.name)
             log.debug("[%s] lease %x renewed, %.3f s left", self.name, lease.id, lease.remaining())
-
-    def _retry_withdrawals(self) -> bool:
-        """Try each pending withdrawal once; True if some are still pending."""
-        with self._withdraw_lock:
-            with self._lock:
-                pending = list(self._withdrawals.items())
-            for name, entry in pending:
-                key, token, lease = entry
-                done = not lease.alive()  # the key goes with its lease
-                if not done:
-                    try:
-                        election.withdraw(self.client, key, token, timeout=min(self.call_timeout, lease.remaining()))
-                        done = True
-                        log.info("[%s] candidate key %s withdrawn", self.name, key.decode("utf-8", "replace"))
-                    except EtcdError as err:
-                        log.info("[%s] withdrawing %s failed (%s); retrying", self.name, key.decode(), err)
-                if done:
-                    with self._lock:
-                        if self._withdrawals.get(name) is entry:
-                            del self._withdrawals[name]
-            with self._lock:
-                return bool(self._withdrawals)
 
     def _lose(self, lease: Lease, reason: str) -> None:
         if lease.lose(reason):

@@ -237,7 +237,7 @@ class EtcdClient:
         for hook in list(self.failover_hooks):
             try:
                 hook(conn.endpoint)
-            except Exception:
+            except BaseException:  # a user's hook (metrics) must not escape into our threads
                 log.exception("failover hook failed")
         # Closing cancels calls still running on it; they are retried on the new channel.
         conn.channel.close()

@@ -55,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
             history.log("elected", token=term.fencing_token, valid_until=term.valid_until, pid=pid)
 
         def demoted(term: Term, reason: Any, pid: int = pid) -> None:
-            history.log("demoted", token=term.fencing_token, reason=str(reason), pid=pid)
+            history.log("demoted", token=term.fencing_token, reason=str(reason), pid=pid, valid_until=term.valid_until)
 
         elector.on_elected(elected)
         elector.on_demoted(demoted)

@@ -102,7 +102,14 @@ def test_a_forked_copy_of_a_shared_session_holds_no_lease(make_elector: ElectorF
         try:
             assert elector.wait_elected(10)
             assert session.lease is not None
-            seen = _in_child(lambda: {"lease": repr(session.lease), "alive": elector.term is not None})
-            assert seen == {"lease": "None", "alive": False}
+            def probe() -> dict[str, Any]:
+                seen = {"lease": repr(session.lease), "alive": elector.term is not None, "stopped": elector.stopped}
+                session.close()  # a forked copy's close must not revoke the parent's lease
+                return seen
+
+            seen = _in_child(probe)
+            assert seen == {"lease": "None", "alive": False, "stopped": True}
+            time.sleep(0.5)
+            assert elector.is_leader and len(elector.participants()) == 1  # the key is still there
         finally:
             elector.stop()

@@ -3,12 +3,13 @@ the connection fails, and when one fails to start."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from typing import Any, Callable
 
 import pytest
 
-from leaderelect import DemotionReason, ElectorStateError, LeaderElector, Session, Term, _observer
+from leaderelect import ConfigurationError, DemotionReason, ElectorStateError, LeaderElector, Session, Term, _observer
 from leaderelect.testing import EtcdServer, FaultProxy, wait_until
 from tests.conftest import leaderelect_threads
 
@@ -104,3 +105,84 @@ def test_an_own_session_is_closed_by_a_failed_start(name: str, monkeypatch: pyte
         elector.start()
     elector.stop()
     assert elector.stopped
+
+
+def test_a_pending_withdrawal_survives_a_new_elector_that_never_starts(
+    etcd: EtcdServer, name: str, etcd3_client: Any, no_threads_left: None
+) -> None:
+    """Claiming the name again used to drop the stopped elector's pending delete: if the new
+    elector was never started, the key stayed queued on the session's live lease."""
+    with FaultProxy(etcd.endpoint) as proxy, Session(proxy.endpoint, ttl=6, call_timeout=0.5) as session:
+        first = LeaderElector(name, "first", endpoints=etcd.endpoint, ttl=2).start()
+        try:
+            assert first.wait_elected(10)
+            waiting = LeaderElector(name, "waiting", session=session).start()
+            assert wait_until(lambda: len(first.participants()) == 2, 10)
+            key = first.participants()[1].key
+            proxy.set_mode("reset")
+            waiting.stop()
+            again = LeaderElector(name, "again", session=session)  # claimed, never started
+            proxy.set_mode("pass")
+            assert wait_until(lambda: etcd3_client.get(key)[0] is None, 5), "the key stayed"
+            again.stop()
+        finally:
+            first.stop()
+
+
+def test_a_new_elector_adopts_its_predecessors_key_and_no_late_delete_removes_it(
+    etcd: EtcdServer, name: str, etcd3_client: Any, no_threads_left: None
+) -> None:
+    """A stopped candidate's delete is pending when a new elector of the same name starts on
+    the same session (same lease, same key): it adopts the key, and the pending delete is
+    cancelled first, so it can never land after the adoption."""
+    with FaultProxy(etcd.endpoint) as proxy, Session(proxy.endpoint, ttl=6, call_timeout=0.5) as session:
+        leader = LeaderElector(name, "leader", endpoints=etcd.endpoint, ttl=2).start()
+        try:
+            assert leader.wait_elected(10)
+            first = LeaderElector(name, "first", session=session).start()
+            assert wait_until(lambda: len(leader.participants()) == 2, 10)
+            key = leader.participants()[1].key
+            proxy.set_mode("reset")
+            first.stop()  # its delete is left pending
+            second = LeaderElector(name, "second", session=session)
+            proxy.set_mode("pass")
+            second.start()
+            assert wait_until(lambda: etcd3_client.get(key)[0] == b"second", 5)  # adopted
+            time.sleep(1.0)  # several retry rounds of a delete, had it stayed pending
+            assert etcd3_client.get(key)[0] == b"second"
+            leader.stop()
+            assert second.wait_elected(10)
+            second.stop()
+        finally:
+            leader.stop()
+
+
+def test_an_elector_that_fails_to_construct_leaves_the_session_usable(etcd: EtcdServer, name: str) -> None:
+    """The name used to be claimed before the rest of the constructor ran: a bad setting
+    left it claimed with a half-built elector, and close() then failed for good."""
+    with Session(etcd.endpoint, ttl=5) as session:
+        with pytest.raises(ConfigurationError):
+            LeaderElector(name, session=session, demote_timeout=-1)
+        elector = LeaderElector(name, session=session).start()  # the name is free
+        assert elector.wait_elected(10)
+    assert elector.stopped and session.closed
+
+
+def test_a_guard_near_its_limit_still_lets_a_candidate_lead(etcd: EtcdServer, name: str) -> None:
+    """A candidate takes a term only with enough lease ahead; with a large (valid) guard,
+    ttl/3 was more than a fresh lease ever has, and nobody led."""
+    elector = LeaderElector(name, endpoints=etcd.endpoint, ttl=10, guard=6.65)
+    with elector:
+        assert elector.wait_elected(10)
+
+
+def test_a_stats_hook_that_raises_systemexit_does_not_stop_renewals(etcd: EtcdServer, name: str) -> None:
+    def leave(event: str, seconds: float) -> None:
+        raise SystemExit("a hook's exit")
+
+    elector = LeaderElector(name, endpoints=etcd.endpoint, ttl=2)
+    elector.add_stats_hook(leave)
+    with elector:
+        assert elector.wait_elected(10)
+        time.sleep(3)  # longer than the lease: only renewals keep it
+        assert elector.is_leader and elector.status()["last_renewal_age"] < 1
