@@ -18,9 +18,11 @@ from leaderelect.exceptions import (
     ElectorStateError,
     EtcdError,
     EtcdUnavailableError,
+    FenceBusyError,
     LeaderElectError,
     LeaseExpiredError,
     NotLeaderError,
+    StaleTermError,
 )
 from leaderelect.session import Lease, Session
 from leaderelect.term import Candidate, DemotionReason, Leader, Observation, Term
@@ -34,6 +36,7 @@ __all__ = [
     "ElectorStateError",
     "EtcdError",
     "EtcdUnavailableError",
+    "FenceBusyError",
     "Leader",
     "LeaderElectError",
     "LeaderElector",
@@ -42,6 +45,7 @@ __all__ = [
     "NotLeaderError",
     "Observation",
     "Session",
+    "StaleTermError",
     "Term",
     "__version__",
     "clock",

