@@ -93,6 +93,9 @@ def test_ticks_run_once_on_the_leader_through_stop_kill_and_pause(
     resumed = [t for t in ticks(client, name) if t["pid"] != victim and t["slot"] > t_kill]
     assert resumed[0]["slot"] - t_kill <= TTL + 3, resumed[:2]
 
+    # so far, no job ran anywhere but on the leader (not even to find out it does not lead)
+    assert client.llen(f"{name}:not-leader") == 0, client.lrange(f"{name}:not-leader", 0, -1)
+
     # SIGSTOP past the TTL: a successor ticks; the paused one, resumed, adds no accepted tick
     procs[victim] = workers()  # back to three
     paused = leader_pid(client, name)
