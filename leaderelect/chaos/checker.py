@@ -102,6 +102,7 @@ def check(folder: Path) -> Report:
     _l1_gaps(terms, faults, run, ttl, report)
     _fault_specific(terms, faults, histories, run, ttl, report)
     _needless(terms, faults, ttl, report)
+    _s4_resources(folder, report)
     report.stats.update(
         terms=len(terms),
         processes=len(histories),
@@ -275,6 +276,21 @@ def _l1_gaps(
     report.stats["max_gap_by_fault"] = {k: round(v, 3) for k, v in sorted(gaps.items())}
 
 
+def _s4_resources(folder: Path, report: Report) -> None:
+    """S4: in each resource outside etcd (PostgreSQL, Redis), the tokens of accepted writes,
+    in the order the resource applied them, never go down."""
+    path = folder / "resources.json"
+    if not path.exists():
+        return
+    logs = json.loads(path.read_text())
+    for resource, tokens in sorted(logs.items()):
+        for i, (a, b) in enumerate(zip(tokens, tokens[1:])):
+            if b < a:
+                report.fail("S4", f"{resource} accepted token {b} after token {a} (write {i + 2} of {len(tokens)})")
+                break
+    report.stats["resource_writes"] = {resource: len(tokens) for resource, tokens in sorted(logs.items())}
+
+
 def _is_outage(fault: dict[str, Any]) -> bool:
     """etcd could not serve writes during this fault: a frozen raft leader too, until the
     others elect a new one (leases are then refreshed to a whole TTL, as after a restart)."""
@@ -387,6 +403,8 @@ def format_report(report: Report) -> str:
             "",
             f"short involuntary terms (< ttl/3): {s.get('short_terms', 0)}",
         ]
+    if s.get("resource_writes"):
+        lines += ["", "accepted writes outside etcd: " + ", ".join(f"{k} {v}" for k, v in s["resource_writes"].items())]
     lines.append("")
     lines += report.violations or ["violations: 0"]
     lines.append("PASS" if report.ok else f"FAIL ({len(report.violations)} violations)")

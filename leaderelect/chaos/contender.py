@@ -117,6 +117,32 @@ def _watch_term(elector: LeaderElector, stop: threading.Event, history: History)
         held = term
 
 
+def _write_resources(
+    writer: Any, term: Term, history: History, txn_asked: threading.Event, stop: threading.Event
+) -> None:
+    """A write to PostgreSQL and one to Redis, each through its fence; or, when asked, a
+    guarded transaction left open for 3 s (the nemesis pauses the process meanwhile)."""
+    if txn_asked.is_set():
+        txn_asked.clear()
+        try:
+            writer.open_transaction(term)
+        except Exception as err:
+            history.log("txn_open", token=term.fencing_token, error=str(err)[:200])
+            return
+        history.log("txn_open", token=term.fencing_token)
+        stop.wait(3.0)  # SIGSTOP arrives here; after SIGCONT the commit is tried
+        history.log("txn_commit", token=term.fencing_token, accepted=writer.commit_open())
+        return
+    for resource, write in (("postgres", writer.write_postgres), ("redis", writer.write_redis)):
+        try:
+            write(term)
+            history.log("resource_write", resource=resource, token=term.fencing_token, accepted=True)
+        except Exception as err:  # refused (a newer term), busy, or unreachable: not accepted
+            history.log(
+                "resource_write", resource=resource, token=term.fencing_token, accepted=False, error=type(err).__name__
+            )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--name", required=True)
@@ -130,6 +156,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data-key", default=None, help="the key fenced writes go to")
     parser.add_argument("--gil-hog", type=float, default=3.0, help="seconds a SIGUSR2 GIL hog lasts")
     parser.add_argument("--slow-callback", type=float, default=5.0, help="seconds a SIGWINCH-armed on_elected works")
+    parser.add_argument("--pg", default=None, help="a PostgreSQL DSN: also write through a PostgresFence")
+    parser.add_argument("--redis", default=None, help="a Redis URL: also write through a RedisFence")
+    parser.add_argument("--unguarded", action="store_true", help="write to PostgreSQL/Redis without the fences")
     parser.add_argument("--user", default=None)
     parser.add_argument("--password", default=None)
     args = parser.parse_args(argv)
@@ -152,6 +181,8 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGHUP, lambda *_: resign_asked.set())
     slow_armed = threading.Event()
     signal.signal(signal.SIGWINCH, lambda *_: slow_armed.set())
+    txn_asked = threading.Event()  # SIGURG: leave a guarded PostgreSQL transaction open (to be paused)
+    signal.signal(signal.SIGURG, lambda *_: txn_asked.set())
 
     sockets_before = _sockets()
     elector = LeaderElector(
@@ -183,6 +214,11 @@ def main(argv: list[str] | None = None) -> int:
         )
     )
     data_key = args.data_key or f"{args.name}-data"
+    writer = None
+    if args.pg and args.redis:
+        from leaderelect.chaos.resources import Writer
+
+        writer = Writer(args.pg, args.redis, guarded=not args.unguarded, wait=2.0 * args.ttl)
     history.log("start", ttl=args.ttl, sockets=len(sockets_before))
     elector.start()
     threading.Thread(target=_watch_term, args=(elector, stop, history), name="term-watch", daemon=True).start()
@@ -218,11 +254,15 @@ def main(argv: list[str] | None = None) -> int:
                 history.log("fenced_write", token=term.fencing_token, accepted=False, error=str(err)[:200])
                 continue
             history.log("fenced_write", token=term.fencing_token, accepted=accepted, t_send=t_send)
+            if writer is not None:
+                _write_resources(writer, term, history, txn_asked, stop)
     finally:
         hog_stop.set()
         t_stop = clock()
         lease = elector._session.lease
         elector.stop()
+        if writer is not None:
+            writer.close()  # its sockets are the contender's, not the library's
         left = [t.name for t in threading.enumerate() if t.name.startswith("leaderelect-")]
         history.log(
             "exit",

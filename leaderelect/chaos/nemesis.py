@@ -43,6 +43,7 @@ FAULTS = (
     "stop_cut_off",
     "callback_past_deadline",
     "large_election",
+    "pause_in_transaction",
 )
 #: how often each fault is drawn in a random run, relative to the others (default 1): a
 #: large election spawns a thousand candidates, and is drawn less often
@@ -80,6 +81,8 @@ class Harness:
         say: Callable[[str], None] = print,
         auth: bool = False,
         crowd: tuple[int, int] = (5, 200),
+        fences: bool = True,
+        unguarded: bool = False,
     ) -> None:
         self.out = out
         self.out.mkdir(parents=True, exist_ok=True)
@@ -94,6 +97,11 @@ class Harness:
         self.auth = auth
         #: the large election: (processes, candidates per process)
         self.crowd = crowd
+        #: contenders also write to PostgreSQL and Redis, through their fences (unless
+        #: *unguarded*: the negative control)
+        self.fences = fences
+        self.unguarded = unguarded
+        self.servers: Any = None
         self.cluster = EtcdCluster(3, extra_args=["--auth-token-ttl", "2"] if auth else [])
         self.slots: list[Slot] = []
         self.client: EtcdClient | None = None
@@ -114,6 +122,15 @@ class Harness:
         return EtcdClient(endpoints, call_timeout=call_timeout, keepalive_time=None, user=user, password=password)
 
     def start(self) -> None:
+        if self.fences:
+            try:
+                from leaderelect.chaos.resources import Servers
+
+                self.servers = Servers()
+                self.servers.start()
+            except (ImportError, FileNotFoundError) as err:
+                self.say(f"  no PostgreSQL/Redis fences in this run: {err}")
+                self.servers = None
         self.cluster.start()
         if self.auth:
             self.cluster.enable_auth(USER, PASSWORD)
@@ -148,6 +165,10 @@ class Harness:
         if self.unsafe_guard:
             args += ["--unsafe-guard"]
         args += ["--slow-callback", str(self.ttl + 3), *self._credentials()]
+        if self.servers is not None:
+            args += ["--pg", self.servers.postgres.dsn, "--redis", self.servers.redis.url]
+            if self.unguarded:
+                args += ["--unguarded"]
         slot.contender = Contender(history, args).start()
 
     def finish(self) -> dict[str, Any]:
@@ -180,6 +201,8 @@ class Harness:
             "stop_bound": self.ttl + 4 * self.call_timeout + 2 + 2,
         }
         (self.out / "run.json").write_text(json.dumps(run, indent=1))
+        if self.servers is not None:
+            self.servers.dump(self.out / "resources.json")
         return run
 
     def _server_after_stop(self) -> dict[str, Any]:
@@ -220,6 +243,8 @@ class Harness:
         if self.client is not None:
             self.client.close()
         self.cluster.close()
+        if self.servers is not None:
+            self.servers.close()
         self._faults.close()
 
     # -- observing ---------------------------------------------------------------------------
@@ -558,6 +583,30 @@ class Harness:
             join_seconds=round(join_seconds, 1),
             crowd_stop_seconds=stop_seconds,
             crowd_rss_mb=[(m.last("crowd_exit") or {}).get("max_rss_mb") for m in crowd],
+        )
+
+    def _pause_in_transaction(self, leader: Slot) -> dict[str, Any]:
+        """Jepsen's case, in PostgreSQL: the leader opens a guarded transaction, writes, and is
+        paused (SIGSTOP) past its TTL; a successor writes; then SIGCONT, and it commits."""
+        contender = leader.contender
+        assert contender is not None and contender.proc is not None
+        if self.servers is None:
+            return self.record("pause_in_transaction", clock(), clock(), skipped="no PostgreSQL")
+        start = clock()
+        contender.proc.send_signal(signal.SIGURG)
+        opened = wait_until(lambda: (contender.last("txn_open") or {}).get("t", 0) > start, 5, interval=0.005)
+        contender.pause()
+        time.sleep(self.ttl + 3)
+        contender.resume()
+        wait_until(lambda: (contender.last("txn_commit") or {}).get("t", 0) > start, 10)
+        commit = contender.last("txn_commit") or {}
+        return self.record(
+            "pause_in_transaction",
+            start,
+            clock(),
+            pid=contender.pid,
+            opened=opened,
+            committed=commit.get("accepted") if commit.get("t", 0) > start else None,
         )
 
     def _candidates(self) -> list[election.Candidate]:

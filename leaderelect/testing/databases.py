@@ -83,8 +83,10 @@ class PostgresServer:
             conn = psycopg.connect(pg.dsn)
     """
 
-    def __init__(self, *, port: int | None = None) -> None:
+    def __init__(self, *, port: int | None = None, settings: dict[str, str] | None = None) -> None:
         self.bin = find_postgres()
+        #: extra server settings (``postgres -c name=value``)
+        self.settings = dict(settings or {})
         self.port = port or free_port()
         self.data_dir = tempfile.mkdtemp(prefix="leaderelect-pg-")
         self.proc: subprocess.Popen[bytes] | None = None
@@ -129,6 +131,7 @@ class PostgresServer:
                     "fsync=off",
                     "-c",
                     "max_connections=200",
+                    *[arg for name, value in self.settings.items() for arg in ("-c", f"{name}={value}")],
                 ],
                 stdout=log,
                 stderr=subprocess.STDOUT,
