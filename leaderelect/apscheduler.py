@@ -27,7 +27,9 @@ Every process runs the scheduler; only the leader's processes jobs. What it does
   run within its ``misfire_grace_time``).
 * On demotion the scheduler is paused *before* ``on_demoted`` returns, and the runs still in
   progress are waited for (up to ``drain_timeout``). On ``stop()`` and ``resign()`` the
-  successor starts only after that, so a graceful handoff never overlaps.
+  successor starts only after that, so a graceful handoff does not overlap. (Runs are
+  counted from APScheduler's events, which a round of submissions sends just after it;
+  a run submitted in the same instant as the demotion may be missed by the count.)
 * A term can also end without warning (a pause, a partition): a run in progress then
   outlives it. :func:`current_term` gives a run its term, for a fence
   (:mod:`leaderelect.fencing`) that refuses the late writes.
@@ -40,6 +42,7 @@ from __future__ import annotations
 import collections
 import logging
 import threading
+import time
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -66,6 +69,9 @@ __all__ = ["LeaderOnly", "current_term", "leader_only"]
 
 log = logging.getLogger(__name__)
 
+#: how long after a round of submissions its events may still be on their way
+_SUBMISSION_GRACE = 0.05
+
 _lock = threading.Lock()
 _terms: dict[int, Term] = {}  # id(scheduler) -> the term it runs jobs for
 
@@ -88,8 +94,13 @@ class LeaderOnly:
         scheduler.add_listener(self._on_finished, EVENT_JOB_EXECUTED | EVENT_JOB_ERROR | EVENT_JOB_MISSED)
         elector.on_elected(self._elected)
         elector.on_demoted(self._demoted)
-        if scheduler.state == STATE_RUNNING and not elector.is_leader:
-            scheduler.pause()
+        term = elector.term  # already leading: its on_elected will not be replayed
+        if term is not None:
+            self._elected(term)
+        else:
+            with self._turn:
+                if scheduler.state == STATE_RUNNING and not self._leading:
+                    scheduler.pause()
 
     # -- the scheduler's events (its threads) ----------------------------------------------
 
@@ -98,16 +109,24 @@ class LeaderOnly:
         with self._turn:
             if not self._leading:
                 self.scheduler.pause()
+            else:
+                self._skip_overdue()  # a persistent job store may hold runs due before the term
 
     def _on_submitted(self, event: Any) -> None:
         with self._changed:
             for run_time in event.scheduled_run_times:
-                self._running[(event.job_id, run_time)] += 1
+                key = (event.job_id, run_time)
+                self._running[key] += 1
+                if self._running[key] == 0:
+                    del self._running[key]
 
     def _on_finished(self, event: Any) -> None:
         # May come before its submission event (which is sent after the whole round).
         with self._changed:
-            self._running[(event.job_id, event.scheduled_run_time)] -= 1
+            key = (event.job_id, event.scheduled_run_time)
+            self._running[key] -= 1
+            if self._running[key] == 0:
+                del self._running[key]
             self._changed.notify_all()
 
     def running(self) -> int:
@@ -124,13 +143,21 @@ class LeaderOnly:
             self._leading = True
             if self.scheduler.state == STATE_STOPPED:
                 return  # start() will see that this process leads
-            now = datetime.now(self.scheduler.timezone)
-            for job in self.scheduler.get_jobs():
-                if job.next_run_time is not None and job.next_run_time < now:
-                    # skip what came due before this term: the previous leader may have run it
-                    self.scheduler.modify_job(job.id, next_run_time=job.trigger.get_next_fire_time(None, now))
+            self._skip_overdue()
             self.scheduler.resume()
         log.info("[%s] scheduler resumed for term %d", self.elector.name, term.fencing_token)
+
+    def _skip_overdue(self) -> None:
+        """Move every run that came due before this term to its next fire time from now (a
+        one-off run is dropped): the previous leader may have made it."""
+        now = datetime.now(self.scheduler.timezone)
+        for job in self.scheduler.get_jobs():
+            if job.next_run_time is not None and job.next_run_time < now:
+                following = job.trigger.get_next_fire_time(job.next_run_time, now)
+                if following is None:
+                    self.scheduler.remove_job(job.id)
+                else:
+                    self.scheduler.modify_job(job.id, next_run_time=following)
 
     def _demoted(self, term: Term, reason: DemotionReason) -> None:
         with self._turn:
@@ -140,12 +167,15 @@ class LeaderOnly:
         with _lock:
             if _terms.get(id(self.scheduler)) is term:
                 del _terms[id(self.scheduler)]
-        self.scheduler.get_jobs()  # waits out a round of submissions in progress (its job store lock)
+        # A round of submissions in progress ends under the job store lock (get_jobs waits
+        # for it); its submission events follow on the scheduler's thread a moment later.
+        self.scheduler.get_jobs()
+        time.sleep(_SUBMISSION_GRACE)
         with self._changed:
             drained = self._changed.wait_for(
                 lambda: all(n <= 0 for n in self._running.values()), timeout=self.drain_timeout
             )
-            self._running = collections.Counter({k: n for k, n in self._running.items() if n > 0})
+            self._running = collections.Counter({k: n for k, n in self._running.items() if n != 0})
         if not drained:
             log.warning(
                 "[%s] %d job runs still going %.1f s after the term ended (%s); they should check their term",
@@ -174,8 +204,10 @@ def leader_only(scheduler: Any, elector: LeaderElector, *, drain_timeout: float 
 
 
 def current_term(scheduler: Any = None) -> Term:
-    """The term the calling job runs for: call it at the start of a job and pass it to a
-    fence. With several leader-only schedulers in one process, name the *scheduler*.
+    """This process's current term: call it at the start of a job and keep it for the run's
+    fenced writes. (It is the term current at the call: a run that outlives its term and
+    calls it again after a re-election gets the new term.) With several leader-only
+    schedulers in one process, name the *scheduler*.
 
     :raises NotLeaderError: when this process does not lead (the run started late, or after
         its term ended).

@@ -21,9 +21,10 @@ What it does:
 
 * Every beat campaigns; only the leader sends due tasks. The others check every 0.25 s,
   so after a graceful stop of the leader the next beat sends within a second.
-* When a beat becomes leader, every entry's last run is set to that moment: what came due
-  before the term is skipped, never sent late, so a task the previous leader sent is not
-  sent again. (A slot can be skipped at a handoff; none is sent twice by a healthy pair.)
+* When a beat becomes leader, the entries already due are marked as run at that moment:
+  what came due before the term is skipped, never sent late, so a task the previous leader
+  sent is not sent again (a slot can be skipped at a handoff). Entries not due yet keep
+  their schedule.
 * Every task it sends carries the term's fencing token in its headers; inside the task,
   :func:`task_token` reads it for a fence (:mod:`leaderelect.fencing`). A leader paused
   between its check and its send (GC, SIGSTOP) can still send a task after its term: the
@@ -97,18 +98,25 @@ class LeaderScheduler(PersistentScheduler):  # type: ignore[misc]
         return float(super().tick(*args, **kwargs))
 
     def _begin(self, term: Term) -> None:
-        """A new term: skip whatever came due before it (the previous leader sent that)."""
+        """A new term: skip whatever is already due (the previous leader sent that); entries
+        not due yet keep their phase."""
         now = self.app.now()
         for entry in self.schedule.values():
-            entry.last_run_at = now
+            try:
+                due = entry.is_due().is_due
+            except Exception:  # an entry that cannot say: treat it as due, skip this run
+                due = True
+            if due:
+                entry.last_run_at = now
         self._heap = None  # rebuilt from the entries on the next tick
         self._term_token = term.fencing_token
         log.info("beat leads (token %d): sending due tasks", term.fencing_token)
 
     def apply_async(self, entry: Any, producer: Any = None, advance: bool = True, **kwargs: Any) -> Any:
         term = self.elector.term if self.elector is not None else None
-        if term is None:
-            log.info("beat does not lead: %s not sent", entry.name)
+        if term is None or term.fencing_token != self._term_token:
+            # not leading, or a new term that tick() has not begun (its due runs are skipped)
+            log.info("beat does not lead (in this term): %s not sent", entry.name)
             return None
         if advance:
             entry = self.reserve(entry)

@@ -621,6 +621,7 @@ class LeaderElector:
             term, self._term = self._term, None
             if term is None:
                 return None
+            term._mark_ended()
             self.demotions[reason.value] = self.demotions.get(reason.value, 0) + 1
             self._changed.notify_all()
         log.info("[%s] demoted (%s), token %d", self.name, reason, term.fencing_token)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import threading
 from dataclasses import dataclass, field
 
 from leaderelect.election import Candidate, Leader
@@ -51,6 +52,9 @@ class Term:
     #: :func:`leaderelect.clock` when this process learned it leads
     elected_at: float
     _lease: Lease = field(repr=False, compare=False)
+    # set when the term ends by stop(), resign() or a deletion of its key, which leave the
+    # lease alive (it campaigns again): the lease alone would keep the term looking valid
+    _ended: threading.Event = field(default_factory=threading.Event, repr=False, compare=False)
 
     @property
     def valid_until(self) -> float:
@@ -58,11 +62,16 @@ class Term:
         return self._lease.valid_until
 
     def valid_for(self) -> float:
-        """Seconds left in this term now by the local deadline; 0 once it is over (lost,
-        deadline passed, or read in a process forked from the leader's)."""
-        if not self._lease.alive():  # checks the pid before any lock
+        """Seconds left in this term now by the local deadline; 0 once it is over (stopped,
+        resigned, its key deleted, its lease lost or past its deadline; or read in a process
+        forked from the leader's)."""
+        if self._ended.is_set() or not self._lease.alive():  # alive() checks the pid before any lock
             return 0.0
         return max(0.0, self._lease.remaining())
+
+    def _mark_ended(self) -> None:
+        """Called by the elector when the term ends, before ``on_demoted`` runs."""
+        self._ended.set()
 
 
 @dataclass(frozen=True)

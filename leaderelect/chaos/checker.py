@@ -102,7 +102,7 @@ def check(folder: Path) -> Report:
     _l1_gaps(terms, faults, run, ttl, report)
     _fault_specific(terms, faults, histories, run, ttl, report)
     _needless(terms, faults, ttl, report)
-    _s4_resources(folder, report)
+    _s4_resources(folder, run, report)
     report.stats.update(
         terms=len(terms),
         processes=len(histories),
@@ -276,11 +276,13 @@ def _l1_gaps(
     report.stats["max_gap_by_fault"] = {k: round(v, 3) for k, v in sorted(gaps.items())}
 
 
-def _s4_resources(folder: Path, report: Report) -> None:
+def _s4_resources(folder: Path, run: dict[str, Any], report: Report) -> None:
     """S4: in each resource outside etcd (PostgreSQL, Redis), the tokens of accepted writes,
     in the order the resource applied them, never go down."""
     path = folder / "resources.json"
     if not path.exists():
+        if run.get("fences"):
+            report.fail("S4", "the run was to write through PostgreSQL and Redis fences, but no log of them exists")
         return
     logs = json.loads(path.read_text())
     for resource, tokens in sorted(logs.items()):

@@ -143,6 +143,18 @@ def _write_resources(
             )
 
 
+def _stale_resource_writes(writer: Any, token: int, history: History) -> None:
+    """After a pause: the old term's writes to PostgreSQL and Redis, bypassing the local
+    check; the fences must refuse them once a newer term wrote (S4 shows if they did not)."""
+    for resource, write in (("postgres", writer.write_postgres), ("redis", writer.write_redis)):
+        try:
+            write(token)
+            history.log("resource_write", resource=resource, token=token, accepted=True, stale=True)
+        except Exception as err:
+            error = type(err).__name__
+            history.log("resource_write", resource=resource, token=token, accepted=False, stale=True, error=error)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--name", required=True)
@@ -234,6 +246,8 @@ def main(argv: list[str] | None = None) -> int:
                 # We were paused. Try the stale term's write straight at etcd: it must be rejected.
                 history.log("resumed", gap=now - last_loop, is_leader=elector.is_leader)
                 _stale_write(elector, last_term, data_key, history)
+                if writer is not None:  # and at the fences, past the local check (a bare token)
+                    _stale_resource_writes(writer, last_term.fencing_token, history)
             last_loop = now
             if resign_asked.is_set():
                 resign_asked.clear()

@@ -199,6 +199,7 @@ class Harness:
             "final_leader": final,
             "server_after_stop": server,
             "stop_bound": self.ttl + 4 * self.call_timeout + 2 + 2,
+            "fences": self.fences,
         }
         (self.out / "run.json").write_text(json.dumps(run, indent=1))
         if self.servers is not None:

@@ -44,22 +44,25 @@ class Writer:
             self._pg.close()
         self._pg = psycopg.connect(self._dsn, connect_timeout=5)
 
-    def write_postgres(self, term: Term) -> bool:
-        """One write in its own transaction; True if it committed."""
+    def write_postgres(self, term: Term | int) -> bool:
+        """One write in its own transaction; True if it committed. A bare token skips the
+        local check of the term (the stale writes after a pause)."""
+        token = term if isinstance(term, int) else term.fencing_token
         try:
             with self._pg.transaction():
                 if self.guarded:
                     self._pg_fence.guard(self._pg, term)
-                self._pg.execute(f"INSERT INTO {LOG_TABLE} (token) VALUES (%s)", (term.fencing_token,))
+                self._pg.execute(f"INSERT INTO {LOG_TABLE} (token) VALUES (%s)", (token,))
             return True
         except Exception:
             self._recover()
             raise
 
-    def write_redis(self, term: Term) -> Any:
+    def write_redis(self, term: Term | int) -> Any:
+        token = term if isinstance(term, int) else term.fencing_token
         if self.guarded:
-            return self._redis_fence.execute(term, "RPUSH", REDIS_LOG, term.fencing_token)
-        return self._redis.rpush(REDIS_LOG, term.fencing_token)
+            return self._redis_fence.execute(term, "RPUSH", REDIS_LOG, token)
+        return self._redis.rpush(REDIS_LOG, token)
 
     def open_transaction(self, term: Term) -> None:
         """Begin a transaction, take the fence and write; leave it open (to be paused)."""

@@ -12,20 +12,28 @@ What is guaranteed, in PostgreSQL's terms (READ COMMITTED or stricter, one prima
   down.
 * A newer leader waits for the fence at most ``wait`` seconds (``SET LOCAL lock_timeout``),
   then gets :class:`~leaderelect.FenceBusyError`.
-* An older leader cannot hold the fence for ever: ``guard`` sets ``SET LOCAL
-  idle_in_transaction_session_timeout`` to the time its term has left. If that leader is
-  paused (GC, SIGSTOP, a VM pause) inside the transaction past its term, PostgreSQL ends its
-  session, its transaction rolls back, and the fence is free. That is the case Jepsen found
-  unsafe with etcd locks: here the paused leader's writes never commit.
+* An older leader paused inside its transaction cannot hold the fence for long: given a
+  :class:`~leaderelect.Term`, ``guard`` sets ``SET LOCAL idle_in_transaction_session_timeout``
+  to the time the term has left. If the leader is paused (GC, SIGSTOP, a VM pause) right
+  after ``guard`` past its term, PostgreSQL ends its session, the transaction rolls back, and
+  the fence is free: that is the case Jepsen found unsafe with etcd locks, and the paused
+  leader's writes never commit.
 
 What is not guaranteed:
 
 * Writes made outside a guarded transaction, or before ``guard`` in it (they are not
-  ordered by the fence; call ``guard`` first).
-* A transaction that stays *busy* past its term (statements keep running) is not ended by
-  the idle timeout: it still commits, before the next leader's guarded transaction (which
-  waits for it, up to ``wait``). Bound your statements (``statement_timeout``) if that
-  matters; on PostgreSQL 17 and later, ``transaction_timeout`` bounds the whole transaction.
+  ordered by the fence; call ``guard`` first), or in a savepoint that rolls back the guard
+  (call it in the outermost transaction).
+* The idle timeout restarts with every statement. A leader that keeps running statements
+  until near its deadline and then pauses holds the session until about its last statement
+  plus the time its term had left at ``guard``: it may then commit after its successor was
+  elected (still before the successor's guarded transaction, which waits for it; tokens stay
+  in order). A transaction that stays *busy* past its term is not ended at all. Bound your
+  statements (``statement_timeout``), or the whole transaction on PostgreSQL 17 and later
+  (``transaction_timeout``), if that matters. Conversely, a leader whose transaction sits
+  idle for longer than its term had left at ``guard`` loses its connection.
+* A bare integer token (e.g. from ``leaderelect.celery.task_token()``) has no time left to
+  bound the idle transaction with: only the token order holds.
 * Reads, and anything outside PostgreSQL that the transaction triggers.
 * Replicas and failover: the fence row lives on the primary; a failover that loses
   committed transactions can lose the highest token too.
@@ -100,6 +108,16 @@ class PostgresFence:
         token, left = token_and_time_left(term, self.resource)
         _require_transaction(conn)
         _execute(conn, f"SET LOCAL lock_timeout = {int(self.wait * 1000)}", {})
+        # SET LOCAL outside a transaction warns and does nothing: then the row lock would be
+        # released at once and the fence would order nothing (SQLAlchemy's AUTOCOMMIT). A
+        # setting of our own, read back, tells.
+        _execute(conn, f"SET LOCAL leaderelect.guard = '{int(token)}'", {})
+        applied = _execute(conn, "SELECT current_setting('leaderelect.guard', true)", {})
+        if applied is None or applied[0] != str(int(token)):
+            raise ConfigurationError(
+                "PostgresFence.guard() needs a transaction: SET LOCAL did not hold (autocommit?); "
+                "run the guard and the writes in one transaction"
+            )
         if left is not None:
             idle_ms = max(1, int((left + _IDLE_MARGIN) * 1000))
             _execute(conn, f"SET LOCAL idle_in_transaction_session_timeout = {idle_ms}", {})
@@ -163,10 +181,14 @@ def _execute(conn: Any, sql: str, params: dict[str, Any]) -> Any:
 
 
 def _require_transaction(conn: Any) -> None:
-    """A guard in autocommit mode would release the fence at once: refuse it."""
+    """A guard outside a transaction would release the fence at once: refuse it. (psycopg in
+    autocommit mode inside ``with conn.transaction():`` is a transaction; SQLAlchemy is
+    checked after the fact: SET LOCAL must hold.)"""
     if _is_sqlalchemy(conn):
-        return  # an SQLAlchemy Connection/Session always runs in a transaction (2.0 style)
-    if getattr(conn, "autocommit", False):
+        return
+    info = getattr(conn, "info", None)
+    idle = getattr(getattr(info, "transaction_status", None), "name", "") == "IDLE"
+    if getattr(conn, "autocommit", False) and idle:
         raise ConfigurationError(
             "PostgresFence.guard() needs a transaction: the connection is in autocommit mode; "
             "use `with conn.transaction():` (psycopg) around the guard and the writes"
@@ -174,9 +196,10 @@ def _require_transaction(conn: Any) -> None:
 
 
 def _sqlstate(err: BaseException) -> str | None:
-    """The SQLSTATE of a psycopg error, also when SQLAlchemy wrapped it."""
+    """The SQLSTATE of a psycopg 3 (``sqlstate``) or psycopg2 (``pgcode``) error, also when
+    SQLAlchemy wrapped it."""
     for candidate in (err, getattr(err, "orig", None)):
-        code = getattr(candidate, "sqlstate", None)
+        code = getattr(candidate, "sqlstate", None) or getattr(candidate, "pgcode", None)
         if code:
             return str(code)
     return None

@@ -17,14 +17,15 @@ from leaderelect.exceptions import ConfigurationError, StaleTermError
 from leaderelect.fencing._token import TermLike, token_and_time_left
 
 # KEYS[1]: the fence key; ARGV[1]: the token; ARGV[2..]: the command and its arguments.
-# Tokens are etcd revisions: integers well below 2^53, exact as Lua numbers.
+# Tokens are etcd revisions, checked below 2^53 (exact as Lua numbers); the recorded one
+# is returned as stored (Lua's tostring would print 1e+14).
 _SCRIPT = """
-local highest = tonumber(redis.call('GET', KEYS[1]) or '0')
+local recorded = redis.call('GET', KEYS[1]) or '0'
 local token = tonumber(ARGV[1])
-if token < highest then
-  return {0, tostring(highest)}
+if token < tonumber(recorded) then
+  return {0, recorded}
 end
-if token > highest then
+if token > tonumber(recorded) then
   redis.call('SET', KEYS[1], ARGV[1])
 end
 return {1, redis.call(unpack(ARGV, 2))}

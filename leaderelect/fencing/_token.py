@@ -27,6 +27,10 @@ def token_and_time_left(term: TermLike, resource: str) -> tuple[int, float | Non
                 seen=None,
             )
         return term.fencing_token, left
-    if isinstance(term, bool) or not isinstance(term, int) or term <= 0:
-        raise TypeError(f"a fence needs a Term or a positive token, not {term!r}")
+    if isinstance(term, bool) or not isinstance(term, int) or not 0 < term < MAX_TOKEN:
+        raise TypeError(f"a fence needs a Term or a token in (0, 2**53), not {term!r}")
     return term, None
+
+
+#: tokens are etcd revisions; Redis compares them as Lua numbers, exact below 2**53
+MAX_TOKEN = 2**53

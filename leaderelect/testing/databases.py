@@ -102,19 +102,27 @@ class PostgresServer:
         return f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/test"
 
     def start(self, timeout: float = 60.0) -> PostgresServer:
+        try:
+            return self._start(timeout)
+        except BaseException:
+            self.close()  # no process or folder left behind by a failed start
+            raise
+
+    def _start(self, timeout: float) -> PostgresServer:
         data = os.path.join(self.data_dir, "data")
         env = {**os.environ, "LC_ALL": "C"}
         owner = _as_postgres_user()
         if owner:  # as root: the folder belongs to the user PostgreSQL runs as
             os.chown(self.data_dir, owner["user"], owner["group"])
-        subprocess.run(
+        done = subprocess.run(
             [str(self.bin / "initdb"), "-D", data, "-U", "postgres", "-A", "trust", "--no-sync", "-E", "UTF8"],
-            check=True,
             capture_output=True,
             timeout=120,
             env=env,
             **_as_postgres_user(),
         )
+        if done.returncode != 0:
+            raise RuntimeError(f"initdb failed: {done.stderr.decode(errors='replace')[-2000:]}")
         with open(self._log, "ab") as log:
             self.proc = subprocess.Popen(
                 [
@@ -185,7 +193,7 @@ def _as_postgres_user() -> dict[str, Any]:
             entry = pwd.getpwnam(name)
         except KeyError:
             continue
-        return {"user": entry.pw_uid, "group": entry.pw_gid}
+        return {"user": entry.pw_uid, "group": entry.pw_gid, "extra_groups": []}
     raise RuntimeError("running as root, and no unprivileged user (postgres, nobody) to run PostgreSQL as")
 
 
@@ -210,6 +218,13 @@ class RedisServer:
         return f"redis://127.0.0.1:{self.port}/0"
 
     def start(self, timeout: float = 30.0) -> RedisServer:
+        try:
+            return self._start(timeout)
+        except BaseException:
+            self.close()
+            raise
+
+    def _start(self, timeout: float) -> RedisServer:
         with open(self._log, "ab") as log:
             self.proc = subprocess.Popen(
                 [

@@ -78,8 +78,18 @@ def test_postgres_guarded_transactions_are_serialised_and_the_wait_is_bounded(
 
 
 def test_postgres_guard_needs_a_transaction(postgres_server: PostgresServer, fence: PostgresFence) -> None:
-    with psycopg.connect(postgres_server.dsn, autocommit=True) as conn, pytest.raises(ConfigurationError):
-        fence.guard(conn, 5)
+    with psycopg.connect(postgres_server.dsn, autocommit=True) as conn:
+        with pytest.raises(ConfigurationError):
+            fence.guard(conn, 5)
+        with conn.transaction():  # autocommit mode with an explicit transaction is fine
+            fence.guard(conn, 5)
+    sqlalchemy = pytest.importorskip("sqlalchemy")
+    engine = sqlalchemy.create_engine(postgres_server.url, isolation_level="AUTOCOMMIT")
+    try:
+        with engine.connect() as conn, pytest.raises(ConfigurationError, match="SET LOCAL did not hold"):
+            fence.guard(conn, 6)  # each statement would commit alone: the fence would order nothing
+    finally:
+        engine.dispose()
 
 
 def test_postgres_guard_with_sqlalchemy_connection_and_session(
@@ -106,6 +116,13 @@ def test_a_term_over_by_the_local_clock_is_refused_before_the_resource_is_asked(
     make_elector: ElectorFactory, postgres_server: PostgresServer, fence: PostgresFence, redis_server: RedisServer
 ) -> None:
     elector = make_elector("x").start()
+    assert elector.wait_elected(10)
+    resigned = elector.term
+    assert resigned is not None and resigned.valid_for() > 0
+    assert elector.resign()  # the lease lives on (it campaigns again); the term does not
+    assert resigned.valid_for() == 0
+    with pytest.raises(StaleTermError, match="over by the local clock"):
+        guarded_write(postgres_server.dsn, fence, resigned, "after resigning")
     assert elector.wait_elected(10)
     term = elector.term
     assert term is not None and term.valid_for() > 0
