@@ -153,8 +153,10 @@ class LeaderOnly:
         now = datetime.now(self.scheduler.timezone)
         for job in self.scheduler.get_jobs():
             if job.next_run_time is not None and job.next_run_time < now:
-                following = job.trigger.get_next_fire_time(job.next_run_time, now)
-                if following is None:
+                # None as the previous fire time: the next one counted from now (given the
+                # old one, a cron trigger would name the slot right after it, still past)
+                following = job.trigger.get_next_fire_time(None, now)
+                if following is None or following < now:  # a one-off (date) run that is past
                     self.scheduler.remove_job(job.id)
                 else:
                     self.scheduler.modify_job(job.id, next_run_time=following)

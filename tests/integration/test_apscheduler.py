@@ -107,7 +107,8 @@ def test_ticks_run_once_on_the_leader_through_stop_kill_and_pause(
 
     everything = ticks(client, name)
     slots = Counter(t["slot"] for t in everything)
-    assert [slot for slot, n in slots.items() if n > 1] == [], "a tick ran twice with an accepted fence"
+    twice = [slot for slot, n in slots.items() if n > 1]
+    assert twice == [], ("a tick ran twice with an accepted fence", [t for t in everything if t["slot"] in twice])
     tokens = [t["token"] for t in everything]
     assert tokens == sorted(tokens)
     assert len({t["pid"] for t in everything}) >= 3
