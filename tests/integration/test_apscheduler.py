@@ -112,3 +112,9 @@ def test_ticks_run_once_on_the_leader_through_stop_kill_and_pause(
     tokens = [t["token"] for t in everything]
     assert tokens == sorted(tokens)
     assert len({t["pid"] for t in everything}) >= 3
+    print(
+        f"ticks accepted {len(everything)}, slots twice {len(twice)}, "
+        f"refused by a fence {client.llen(f'{name}:refused')}, "
+        f"runs off the leader {client.llen(f'{name}:not-leader')}, "
+        f"resumed after stop {after_stop[0]['slot'] - t_stop} s, after kill -9 {resumed[0]['slot'] - t_kill} s"
+    )
