@@ -15,7 +15,9 @@ from leaderelect.chaos.nemesis import FAULTS, Harness, run
 pytestmark = [pytest.mark.faults, pytest.mark.cluster]
 
 
+@pytest.mark.timeout(420)
 def test_short_schedule_every_fault_zero_violations(tmp_path: Path) -> None:
+    """Every fault once, the contenders writing to PostgreSQL and Redis through the fences."""
     # ttl 3: a raft re-election (~1 s) then fits in the worst-case validity left, so M1 is checked
     # a large election of 100 here (2 processes x 50); `make chaos` uses 1,000
     harness = Harness(tmp_path, contenders=3, ttl=3, seed=1, say=print, crowd=(2, 50))
@@ -36,9 +38,11 @@ def test_short_schedule_every_fault_zero_violations(tmp_path: Path) -> None:
 
 def test_short_schedule_with_auth_and_tokens_that_expire_every_2_s(tmp_path: Path) -> None:
     """etcd#17623: tokens expire while candidates wait, lead and release. Nothing spins,
-    nobody stalls, and every process leaves nothing behind (C2)."""
-    harness = Harness(tmp_path, contenders=3, ttl=3, seed=2, say=print, auth=True, crowd=(1, 20))
-    faults = ["stop_cut_off", "compaction", "large_election"]
+    nobody stalls, and every process leaves nothing behind (C2). (No large election here:
+    a hundred candidates authenticating at once, each with its own connection, keep etcd
+    busy hashing passwords for tens of seconds; see docs/facts.md.)"""
+    harness = Harness(tmp_path, contenders=3, ttl=3, seed=2, say=print, auth=True, fences=False)
+    faults = ["stop_cut_off", "compaction", "kill9_leader"]
     run(harness, faults, 0)
     report = check(tmp_path)
     print(format_report(report))
@@ -62,7 +66,7 @@ def test_unguarded_writes_to_postgres_must_fail(tmp_path: Path) -> None:
 
 def test_negative_guard_must_fail(tmp_path: Path) -> None:
     # the leader trusts its lease 3 s past the server's expiry: a partition makes two leaders
-    harness = Harness(tmp_path, contenders=2, ttl=2, guard=-3.0, unsafe_guard=True, seed=1, say=print)
+    harness = Harness(tmp_path, contenders=2, ttl=2, guard=-3.0, unsafe_guard=True, seed=1, say=print, fences=False)
     run(harness, ["partition_leader"], 0)
     report = check(tmp_path)
     print(format_report(report))
