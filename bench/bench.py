@@ -1,7 +1,8 @@
 """``make bench``: leaderelect beside etcd's floor and `etcdctl elect`, on the same etcd, in one run.
 
 Benchmarks assert nothing; they report (bench/RESULTS.md and bench/results.json).
-``QUICK=1`` runs fewer trials. Every time is on the host-wide monotonic clock. Graceful
+``QUICK=1`` runs fewer trials. Every time is on ``leaderelect.clock()``, the host-wide clock
+of the deadlines. Graceful
 handoffs are timed the same way for every implementation, in this process: from the moment
 it asks the leader to step down (writes the command to its stdin, or sends SIGINT) to the
 arrival of the successor's "elected" line on its stdout pipe (stamped by a thread blocked
@@ -29,6 +30,7 @@ import grpc
 from google.protobuf import __version__ as protobuf_version
 
 import leaderelect
+from leaderelect import clock
 from leaderelect._config import parse_endpoints
 from leaderelect._etcd import EtcdClient, pb, prefix_end
 from leaderelect.election import participants
@@ -84,7 +86,7 @@ class Proc:
         assert self.proc.stdout is not None
         # a blocking read per line: the stamp is taken as soon as the line is readable
         for line in self.proc.stdout:
-            rx = time.monotonic()
+            rx = clock()
             if self._json:
                 try:
                     event = json.loads(line)
@@ -153,7 +155,7 @@ def step_down(
     if leader is None:
         wait_until(lambda: any(w.leads() for w in workers), 10)
         return None
-    sent = time.monotonic()
+    sent = clock()
     leader.send(cmd=cmd)
     call = leader.wait(call_ev, after=sent)
     return leader, sent, call, first_elected([w for w in workers if w is not leader], sent, 5)
@@ -230,7 +232,7 @@ class RawWatch:
     def _run(self) -> None:
         try:
             for response in self._call:
-                t = time.monotonic()
+                t = clock()
                 with self._lock:
                     self.events += [(t, e.type, e.kv.key.decode()) for e in response.events]
         except grpc.RpcError:
@@ -257,14 +259,14 @@ def floor(client: EtcdClient) -> dict[str, Any]:
     watch = RawWatch(client, b"bench-floor/")
     put_to_event, revoke_to_delete = [], []
     for i in range(trials):
-        t0 = time.monotonic()
+        t0 = clock()
         client.put(f"bench-floor/{i}".encode(), b"x")
         wait_until(lambda: any(t > t0 for t, _, _ in watch.events), 5, interval=0.0002)
         put_to_event.append(next(t for t, _, _ in watch.events if t > t0) - t0)
     for i in range(trials):
         lease, _ = client.lease_grant(60)
         client.put(f"bench-floor/l{i}".encode(), b"x", lease=lease)
-        t0 = time.monotonic()
+        t0 = clock()
         client.lease_revoke(lease)
         wait_until(lambda: watch.deleted_after(t0) is not None, 5, interval=0.0002)
         revoke_to_delete.append(watch.deleted_after(t0)[0] - t0)  # type: ignore[index]
@@ -272,7 +274,7 @@ def floor(client: EtcdClient) -> dict[str, Any]:
     expiry = []
     starts = []
     for i in range(n(30, 10)):
-        t_send = time.monotonic()
+        t_send = clock()
         lease, ttl = client.lease_grant(2)
         client.put(f"bench-floor/e{i}".encode(), b"x", lease=lease)
         starts.append((f"bench-floor/e{i}", t_send + ttl))
@@ -384,7 +386,7 @@ def handoff_etcdctl(etcd: EtcdServer) -> dict[str, Any]:
                 continue
             leader = next(p for p in procs if leads(p))
             others = [p for p in procs if p is not leader]
-            sent = time.monotonic()
+            sent = clock()
             leader.proc.send_signal(signal.SIGINT)
 
             def successor() -> dict[str, Any] | None:
@@ -425,7 +427,7 @@ def failover(etcd: EtcdServer, client: EtcdClient, ttl: int) -> dict[str, Any]:
             leader = next((w for w in workers if w.leads()), None)
             if leader is None:
                 continue
-            t0 = time.monotonic()
+            t0 = clock()
             leader.proc.kill()
             leader.proc.wait()
             survivor = next(w for w in workers if w is not leader)
@@ -462,7 +464,7 @@ def demotion(etcd: EtcdServer, client: EtcdClient) -> dict[str, Any]:
                 other.send(cmd="resign")  # hand leadership back to the one we cut off
                 if not wait_until(cut.leads, 10):
                     continue
-            t0 = time.monotonic()
+            t0 = clock()
             proxy.set_mode("blackhole")
             demoted = cut.wait("demoted", after=t0, timeout=10)
             deleted = watch.deleted_after(t0)
@@ -580,9 +582,9 @@ def idle(etcd: EtcdServer) -> dict[str, Any]:
             p.stdout.readline()  # "ready" (or etcdctl's key line once elected)
         time.sleep(2)
         before = {k: _cpu_seconds(p.pid) for k, p in procs.items()}
-        t0 = time.monotonic()
+        t0 = clock()
         time.sleep(window)
-        elapsed = time.monotonic() - t0
+        elapsed = clock() - t0
         result = {
             k: {
                 "cpu_percent_of_one_core": round(100 * (_cpu_seconds(p.pid) - before[k]) / elapsed, 3),
@@ -640,7 +642,7 @@ def scale(etcd: EtcdServer, client: EtcdClient) -> dict[str, Any]:
                 if leader is None:
                     wait_until(lambda: any(p.leads() for p in [*procs, runner]), 10)
                     continue
-                sent = time.monotonic()
+                sent = clock()
                 leader.send(cmd="resign")
                 call = leader.wait("resign_call", after=sent)
                 # the successor may live in the leader's own process (100 candidates each)
@@ -843,7 +845,7 @@ def peer_measure(
                 leader = next((w for w in workers if w.leads()), None)
                 if leader is None:
                     continue
-                t0 = time.monotonic()
+                t0 = clock()
                 leader.proc.kill()
                 leader.proc.wait()
                 survivor = next(w for w in workers if w is not leader)
@@ -860,11 +862,11 @@ def peer_measure(
     try:
         idle_leader.wait("elected", timeout=20)
         time.sleep(2)
-        c0, t0 = _cpu_seconds(idle_leader.proc.pid), time.monotonic()
+        c0, t0 = _cpu_seconds(idle_leader.proc.pid), clock()
         time.sleep(n(45, 15))
         out["idle_leader"] = {
             "cpu_percent_of_one_core": round(
-                100 * (_cpu_seconds(idle_leader.proc.pid) - c0) / (time.monotonic() - t0), 3
+                100 * (_cpu_seconds(idle_leader.proc.pid) - c0) / (clock() - t0), 3
             ),
             "rss_mb": round(_rss_mb(idle_leader.proc.pid), 1),
         }
@@ -899,10 +901,10 @@ def machine() -> dict[str, Any]:
 
 @contextmanager
 def timed(results: dict[str, Any], key: str) -> Iterator[None]:
-    t0 = time.monotonic()
+    t0 = clock()
     print(f"- {key} ...", flush=True)
     yield
-    print(f"  {key}: {time.monotonic() - t0:.0f} s", flush=True)
+    print(f"  {key}: {clock() - t0:.0f} s", flush=True)
 
 
 def main() -> int:

@@ -1,6 +1,6 @@
 """A benchmark worker: K electors in one process, driven over stdin, reporting on stdout.
 
-Every event is a JSON line with ``t`` on the host-wide monotonic clock. Commands (JSON
+Every event is a JSON line with ``t`` on ``leaderelect.clock()`` (host-wide). Commands (JSON
 lines on stdin): ``{"cmd": "resign"}`` makes the local leader resign (``"cooldown"``
 optional), ``{"cmd": "stop_leader"}`` stops it, ``{"cmd": "quit"}`` stops everything.
 """
@@ -11,16 +11,15 @@ import argparse
 import json
 import sys
 import threading
-import time
 from typing import Any
 
-from leaderelect import LeaderElector
+from leaderelect import LeaderElector, clock
 
 _lock = threading.Lock()
 
 
 def emit(**fields: Any) -> None:
-    line = json.dumps({"t": time.monotonic(), **fields})
+    line = json.dumps({"t": clock(), **fields})
     with _lock:
         sys.stdout.write(line + "\n")
         sys.stdout.flush()
