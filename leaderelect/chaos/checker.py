@@ -344,8 +344,11 @@ def _fault_specific(
                 report.fail("W1", f"successor of pid {f.get('pid')} after {f.get('how')}() while cut off: {late}")
         if f["fault"] == "callback_past_deadline" and f.get("pid") in histories:
             events = histories[f["pid"]]
-            lost = [e for e in events if e["ev"] == "lost" and e["t"] > a]
-            busy = [e for e in events if e["ev"] == "slow_callback" and e["t"] > a]
+            # only a slow callback of this window counts (an armed contender that did not
+            # lead in it carries its slow callback into a later term)
+            busy = [e for e in events if e["ev"] == "slow_callback" and a < e["t"] < b]
+            lost = [e for e in events if e["ev"] == "lost" and busy and e["t"] > busy[0]["t"]]
+            lost = [e for e in lost if e.get("token") == busy[0].get("token")] if busy else []
             if busy and not lost:
                 report.fail("D1", f"pid {f['pid']} never saw its term end while its callback ran")
             elif busy and lost[0]["t"] > lost[0]["valid_until"] + 0.5:

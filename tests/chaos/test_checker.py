@@ -149,9 +149,12 @@ def test_a_term_held_past_its_deadline_while_a_callback_ran_fails_d1(tmp_path: P
     busy = [{"t": 10.2, "ev": "slow_callback", "token": 5, "seconds": 5}]
     on_time = [{"t": 11.6, "ev": "lost", "token": 5, "valid_until": 11.5}]
     late = [{"t": 12.6, "ev": "lost", "token": 5, "valid_until": 11.5}]
+    later = [{"t": 30.0, "ev": "slow_callback", "token": 9, "seconds": 5}]  # armed, led only after the window
     for sub, lost, fails in (("ok", on_time, False), ("late", late, True), ("never", [], True)):
         folder = write(tmp_path / sub, {1: term(5, 10.1, 11.5) + busy + lost}, [fault])
         assert bool([v for v in check(folder).violations if "D1" in v]) == fails, sub
+    folder = write(tmp_path / "not-in-window", {1: term(9, 29.0, 31.0) + later}, [fault])
+    assert not [v for v in check(folder).violations if "D1" in v]
 
 
 def test_needless_demotions_are_counted_per_fault(tmp_path: Path) -> None:
