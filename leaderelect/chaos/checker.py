@@ -325,8 +325,13 @@ def _fault_specific(
             )
         if f["fault"] in OUTAGES and started:
             report.fail("Q1", f"token {started[0].token} elected during the etcd outage at {a:.3f}")
-        if f["fault"] == "slow_network" and 2 * f.get("latency", 0) < ttl / 3 and ended:
-            report.fail("N1", f"demoted at RTT {2 * f['latency']:.2f} s < ttl/3 (token {ended[0].token})")
+        # A renewal gets min(call_timeout, ttl/3) (session.py): an RTT within that is healthy.
+        budget = min(float(run.get("call_timeout", 1.0)), ttl / 3)
+        if f["fault"] == "slow_network" and 2 * f.get("latency", 0) < budget and ended:
+            report.fail(
+                "N1",
+                f"demoted at RTT {2 * f['latency']:.2f} s < renewal budget {budget:.2f} s (token {ended[0].token})",
+            )
         if f["fault"] == "blackhole_no_keepalive":
             bound = run.get("stop_bound", ttl + 4 * 1.0 + 2)
             if f.get("stop_seconds") is None or f["stop_seconds"] > bound:

@@ -195,6 +195,7 @@ class Harness:
         run = {
             "ttl": self.ttl,
             "guard": guard,
+            "call_timeout": self.call_timeout,
             "contenders": self.n,
             "final_leader": final,
             "server_after_stop": server,

@@ -168,3 +168,15 @@ def test_needless_demotions_are_counted_per_fault(tmp_path: Path) -> None:
     assert report.ok, format_report(report)  # informative, never a FAIL
     assert report.stats["needless_demotions"] == {"freeze_member": 0, "member_replace": 0, "move_leader": 1}
     assert "| move_leader | 1 |" in format_report(report)
+
+
+def test_n1_holds_a_slow_network_to_the_renewal_budget_not_to_ttl_over_3(tmp_path: Path) -> None:
+    """A renewal gets min(call_timeout, ttl/3): at ttl 5 with 1 s deadlines an RTT of 1.12 s
+    fails every call, so losing the term then is no needless demotion (found in a ttl-5 run)."""
+    lost = term(5, 10.0, 11.0)
+    lost[-1]["reason"] = "deadline passed"
+    run = {"ttl": 5, "call_timeout": 1.0}
+    for latency, fails in ((0.45, True), (0.562, False)):  # RTT 0.9 s: within the budget; 1.12 s: not
+        fault = {"fault": "slow_network", "start": 10.5, "end": 20.5, "pid": 1, "latency": latency}
+        folder = write(tmp_path / str(latency), {1: lost + term(7, 12.0, 21.0)}, [fault], run)
+        assert bool([v for v in check(folder).violations if "N1" in v]) == fails, latency
