@@ -68,9 +68,11 @@ class Lease:
 
     def extend(self, valid_until: float, sent_at: float | None = None) -> None:
         """Move the deadline forward to *valid_until* (a renewal sent at *sent_at* succeeded);
-        never back, and never after the lease was lost."""
+        never back, never after the lease was lost, and never once its deadline passed: an
+        answer handled late (a pause, a starved thread) must not make ``alive()`` read True
+        again after it read False."""
         with self._lock:
-            if self._lost_reason is None and valid_until > self._valid_until:
+            if self._lost_reason is None and self._clock() < self._valid_until < valid_until:
                 self._valid_until = valid_until
                 if sent_at is not None:
                     self.renewed_at = sent_at
@@ -402,6 +404,9 @@ class Session:
                 self._lose(lease, "lease expired on the server")
                 return
             lease.extend(t_send + ttl - self.guard, sent_at=t_send)
+            if not lease.alive():  # answered after the deadline: too late (see Lease.extend)
+                self._lose(lease, "deadline passed without renewal")
+                return
             next_at = t_send + interval
             with self._lock:
                 hooks = list(self._stats_hooks)

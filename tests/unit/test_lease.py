@@ -77,3 +77,16 @@ def test_why_a_term_ended_puts_the_deadline_first() -> None:
     late = Lease(3, 2, 101.5, FakeClock())
     late.lose("deadline passed without renewal")
     assert _why_ended(late, DemotionReason.LEASE_LOST) == DemotionReason.DEADLINE_PASSED
+
+
+def test_a_renewal_answered_after_the_deadline_does_not_bring_the_lease_back() -> None:
+    """A renewal whose answer is handled after the deadline (the process was paused, or
+    starved of the GIL, with the answer in hand) must not make ``is_leader`` read True again
+    once it read False: the term ended at the deadline."""
+    clock = FakeClock()
+    lease = Lease(1, 3, 102.5, clock)  # granted at 100, ttl 3, guard 0.5
+    clock.now = 102.6  # the deadline passed; the renewal sent at 101.0 is answered only now
+    assert not lease.alive()
+    lease.extend(101.0 + 3 - 0.5, sent_at=101.0)
+    assert not lease.alive()
+    assert lease.valid_until == 102.5
