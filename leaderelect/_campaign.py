@@ -15,8 +15,9 @@ import threading
 from typing import TYPE_CHECKING, Any
 
 from leaderelect import election
-from leaderelect._observer import View
 from leaderelect._retry import retrying
+from leaderelect.core.base import min_lease
+from leaderelect.core.queue import View
 from leaderelect.exceptions import EtcdError, LeaseExpiredError
 from leaderelect.session import Lease
 from leaderelect.term import DemotionReason, Term
@@ -43,10 +44,7 @@ class Campaign:
         self._clock = elector._clock
         self._cooldown_until = 0.0
         self._token: int | None = None  # our key's create revision on the latest lease, once known
-        # lease a candidate must have ahead of it to take a term: a renewal interval, and
-        # never more than half what is left right after a renewal (else a large guard
-        # would keep it waiting for ever)
-        self._min_lease = min(self._session.ttl / 3, (self._session.ttl - self._session.guard) / 2)
+        self._min_lease = min_lease(self._session.ttl, self._session.guard)  # see core.base.min_lease
         # (key, token, leading) of our current key, for cares(): set before each check
         self._interest: tuple[str, int, bool] | None = None
         self._thread = threading.Thread(target=self._run, name=f"leaderelect-campaign-{self._name}", daemon=True)

@@ -12,95 +12,22 @@ current (sidecars that serve a stale leader during partitions are a known compla
 
 from __future__ import annotations
 
-import bisect
 import logging
 import os
 import random
 import threading
-from collections.abc import Iterable
-from dataclasses import dataclass
 from typing import Callable
 
 from leaderelect import _clock
 from leaderelect._etcd import EtcdClient, Subscription, pb, prefix_end
 from leaderelect._retry import retrying
-from leaderelect.election import Candidate, is_candidate, prefix
+from leaderelect.core.base import reconnect_wait
+from leaderelect.core.follow import QUICK
+from leaderelect.core.queue import Candidate, CandidateQueue, Position, View
+from leaderelect.election import is_candidate, prefix
 from leaderelect.exceptions import EtcdError, EtcdUnavailableError
 
 log = logging.getLogger(__name__)
-
-
-class CandidateQueue:
-    """An election's candidates ordered by create revision.
-
-    Lookups are O(log n) and an event costs O(log n) plus a memmove, with no copy of the
-    queue: with 500 candidates every observer applies 500 events at start-up, and copying
-    the queue per event made that cubic overall.
-    """
-
-    def __init__(self, candidates: Iterable[Candidate] = ()) -> None:
-        self._by_key: dict[str, Candidate] = {}
-        self._tokens: list[int] = []
-        self._by_token: dict[int, Candidate] = {}
-        for candidate in candidates:
-            self.put(candidate)
-
-    def put(self, candidate: Candidate) -> None:
-        old = self._by_key.get(candidate.key)
-        if old is not None and old.token != candidate.token:
-            self.delete(old.key)
-            old = None
-        self._by_key[candidate.key] = candidate
-        self._by_token[candidate.token] = candidate
-        if old is None:
-            bisect.insort(self._tokens, candidate.token)
-
-    def delete(self, key: str) -> None:
-        old = self._by_key.pop(key, None)
-        if old is not None:
-            del self._by_token[old.token]
-            del self._tokens[bisect.bisect_left(self._tokens, old.token)]
-
-    @property
-    def leader(self) -> Candidate | None:
-        return self._by_token[self._tokens[0]] if self._tokens else None
-
-    def predecessor(self, token: int) -> Candidate | None:
-        """The candidate right ahead of *token*, if any."""
-        i = bisect.bisect_left(self._tokens, token)
-        return self._by_token[self._tokens[i - 1]] if i > 0 else None
-
-    def ordered(self) -> list[Candidate]:
-        return [self._by_token[t] for t in self._tokens]
-
-    def __contains__(self, key: object) -> bool:
-        return key in self._by_key
-
-    def __len__(self) -> int:
-        return len(self._tokens)
-
-
-@dataclass(frozen=True)
-class View:
-    """What is known of the leader as of ``revision``; ``known`` is False while the watch is down."""
-
-    revision: int = 0
-    leader: Candidate | None = None
-    known: bool = False
-    #: :func:`leaderelect.clock` of the last answer from etcd that confirmed this view
-    observed_at: float = 0.0
-    size: int = 0
-
-
-@dataclass(frozen=True)
-class Position:
-    """Where one candidate key stands in the queue as of ``revision``."""
-
-    revision: int
-    known: bool
-    present: bool
-    #: a candidate is ahead of it in the queue
-    behind: bool
 
 
 Listener = Callable[[View], None]
@@ -227,7 +154,7 @@ class Observer:
                     # being followed, so say so, and do not hammer etcd with retries.
                     self._mark_unknown()
                     quick_failures += 1
-                elif self._clock() - established_at < _QUICK:
+                elif self._clock() - established_at < QUICK:
                     quick_failures += 1
                 else:
                     quick_failures = 0
@@ -235,7 +162,7 @@ class Observer:
                 # failover should not flap the observed leader. Repeated quick failures back
                 # off (jittered, capped): a refused watch was retried in a busy loop.
                 backoff = quick_failures > (0 if established_at is None else 1)
-                if backoff and self._stop.wait(_backoff(quick_failures)):
+                if backoff and self._stop.wait(reconnect_wait(random, quick_failures)):
                     return
             except Exception:  # a bug must not leave a silently dead thread: say it, go on
                 log.exception("[%s] observer failed; resyncing in 1 s", self._name)
@@ -306,16 +233,6 @@ class Observer:
                 # A progress answer: every event up to this revision has been delivered.
                 revision = max(revision, response.header.revision)
             self._publish(revision, True, self._clock())
-
-
-#: a watch that ends sooner than this after etcd confirmed it counts as a quick failure
-_QUICK = 1.0
-
-
-def _backoff(failures: int) -> float:
-    """Seconds before reconnect number *failures* in a row: 50 ms doubling to 2 s, jittered."""
-    base = min(2.0, 0.05 * 2.0 ** (failures - 1))
-    return base / 2 + random.uniform(0, base / 2)
 
 
 class NoObserver:

@@ -10,40 +10,13 @@ fencing token: etcd revisions only grow, so tokens do too.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
 
 from leaderelect._etcd import EtcdClient, pb, prefix_end
+from leaderelect.core.queue import Candidate as Candidate  # re-exported: its home before the core
+from leaderelect.core.queue import is_candidate_key
 from leaderelect.exceptions import EtcdUnavailableError
 
 _CREATE = pb.RangeRequest.CREATE
-
-
-@dataclass(frozen=True)
-class Candidate:
-    """One key in an election's queue."""
-
-    key: str
-    raw_value: bytes = field(repr=False)
-    #: the key's create revision: its place in the queue, and the fencing token if it leads
-    token: int
-    lease_id: int
-    #: the revision of the key's last change (a proclaim changes it)
-    mod_revision: int
-
-    @property
-    def value(self) -> str:
-        """The value as text (undecodable bytes replaced)."""
-        return self.raw_value.decode("utf-8", "replace")
-
-    @classmethod
-    def from_kv(cls, kv: pb.KeyValue) -> Candidate:
-        return cls(
-            key=kv.key.decode("utf-8", "replace"),
-            raw_value=kv.value,
-            token=kv.create_revision,
-            lease_id=kv.lease,
-            mod_revision=kv.mod_revision,
-        )
 
 
 #: what the leader looks like to an observer
@@ -67,7 +40,7 @@ def is_candidate(pfx: bytes, kv: pb.KeyValue) -> bool:
     nested election (``jobs/eu/<lease>``). Go's ``concurrency.Election`` writes exactly
     this shape, so its candidates still count.
     """
-    return kv.lease != 0 and kv.key == pfx + format(kv.lease, "x").encode()
+    return is_candidate_key(pfx.decode("utf-8", "replace"), kv.key.decode("utf-8", "replace"), kv.lease)
 
 
 def _put(key: bytes, value: bytes, lease: int) -> pb.RequestOp:

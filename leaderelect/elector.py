@@ -42,7 +42,8 @@ from typing import Any, Callable, TypeVar
 from leaderelect import _clock, _config, _observer, election
 from leaderelect._campaign import Campaign
 from leaderelect._dispatch import Dispatcher
-from leaderelect._observer import NoObserver, Observer, View
+from leaderelect._observer import NoObserver, Observer
+from leaderelect.core.queue import View
 from leaderelect.exceptions import ConfigurationError, ElectorStateError, NotLeaderError
 from leaderelect.session import Session
 from leaderelect.term import Candidate, DemotionReason, Leader, Observation, Term

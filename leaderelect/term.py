@@ -2,34 +2,14 @@
 
 from __future__ import annotations
 
-import enum
 import threading
 from dataclasses import dataclass, field
 
+from leaderelect.core.messages import DemotionReason
 from leaderelect.election import Candidate, Leader
 from leaderelect.session import Lease
 
 __all__ = ["Candidate", "DemotionReason", "Leader", "Observation", "Term"]
-
-
-class DemotionReason(str, enum.Enum):
-    """Why a term ended (the second argument of ``on_demoted``)."""
-
-    #: ``stop()`` was called
-    STOPPED = "stopped"
-    #: ``resign()`` was called
-    RESIGNED = "resigned"
-    #: etcd said the lease is gone (revoked, or expired on the server)
-    LEASE_LOST = "lease lost"
-    #: no renewal succeeded before the local deadline (etcd unreachable, process paused)
-    DEADLINE_PASSED = "deadline passed"
-    #: the leader key was deleted by someone else
-    KEY_DELETED = "key deleted"
-    #: the shared :class:`Session` was closed while the elector ran
-    SESSION_CLOSED = "session closed"
-
-    def __str__(self) -> str:
-        return self.value
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 
 from leaderelect._etcd import prefix_end
-from leaderelect._observer import CandidateQueue
+from leaderelect.core.queue import CandidateQueue
 from leaderelect.election import Candidate, candidate_key
 
 
@@ -73,7 +73,8 @@ def test_a_new_listener_never_gets_an_older_view_after_a_newer_one() -> None:
     import threading
     from typing import Any, cast
 
-    from leaderelect._observer import Observer, View
+    from leaderelect._observer import Observer
+    from leaderelect.core.queue import View
 
     observer = Observer(cast(Any, None), "e", probe_interval=1.0)  # never started: no etcd
     observer._publish(1, True, 0.0)
