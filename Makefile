@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
 
-.PHONY: demo test docs bench netns-tools db-servers unit integration lint typecheck proto proto-range chaos clean
+.PHONY: demo test docs bench netns-tools db-servers unit integration lint typecheck proto proto-range chaos sim clean
 
 $(STAMP): setup.cfg setup.py pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -76,6 +76,19 @@ QUICK ?=
 bench: $(STAMP)
 	$(BIN)/pip install --quiet -e '.[bench]'
 	QUICK=$(QUICK) $(BIN)/python bench/bench.py
+
+## make sim: the core against a simulated etcd, seed by seed (SEEDS=N schedules on 2 processes;
+## SEED=s replays one exactly, with a trace; CONTROL=name runs a negative control, which must FAIL)
+SEEDS ?= 10000
+SEED ?=
+CONTROL ?=
+sim: $(STAMP)
+ifneq ($(SEED),)
+	$(BIN)/python -m leaderelect.sim replay $(SEED) $(if $(CONTROL),--control $(CONTROL)) --trace
+else
+	$(BIN)/python -m leaderelect.sim run --seeds $(SEEDS) --workers 2 --coverage $(if $(CONTROL),--control $(CONTROL))
+	$(if $(CONTROL),,$(BIN)/python -m leaderelect.sim scenarios)
+endif
 
 ## make chaos: random faults against 5 contenders and a 3-member cluster, then the safety check
 ## (AUTH=1: etcd auth on with 2 s tokens; CROWD=5x200: the large election's size)
