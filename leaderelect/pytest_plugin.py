@@ -38,7 +38,7 @@ Fixtures:
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import pytest
 
@@ -105,25 +105,23 @@ def _missing(reason: str) -> None:
     pytest.skip(reason)
 
 
-@pytest.fixture(scope="session")
-def postgres_server() -> Iterator[PostgresServer]:
-    from leaderelect.testing import PostgresServer
+def _serve(kind: str) -> Iterator[Any]:
+    """Start the throwaway server *kind* (a class of ``leaderelect.testing``) for the session."""
+    import leaderelect.testing
 
     try:
-        server = PostgresServer()
+        server = getattr(leaderelect.testing, kind)()
     except FileNotFoundError as err:
         _missing(str(err))
     with server:
         yield server
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    yield from _serve("PostgresServer")
 
 
 @pytest.fixture(scope="session")
 def redis_server() -> Iterator[RedisServer]:
-    from leaderelect.testing import RedisServer
-
-    try:
-        server = RedisServer()
-    except FileNotFoundError as err:
-        _missing(str(err))
-    with server:
-        yield server
+    yield from _serve("RedisServer")

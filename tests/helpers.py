@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
 import threading
 import time
 from typing import Any
@@ -33,3 +36,18 @@ class Recorder:
                 if k == kind:
                     return t, a
         raise LookupError(kind)
+
+
+def end_processes(procs: list[subprocess.Popen[Any]], timeout: float) -> None:
+    """End the processes a test started (by PID): wake any it paused, ask them to stop,
+    then kill what did not within *timeout* seconds."""
+    for proc in procs:
+        if proc.poll() is None:
+            os.kill(proc.pid, signal.SIGCONT)
+            proc.terminate()
+    for proc in procs:
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)

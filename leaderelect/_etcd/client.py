@@ -92,26 +92,18 @@ class _Conn:
         self._handles: dict[str, Any] = {}
 
     def unary(self, path: str, response: type[R]) -> Callable[..., R]:
-        handle = self._handles.get(path)
-        if handle is None:
-            handle = self.channel.unary_unary(
-                path,
-                request_serializer=_serialize,
-                response_deserializer=response.FromString,
-            )
-            self._handles[path] = handle
-        return cast(Callable[..., R], handle)
+        return cast(Callable[..., R], self._handle(self.channel.unary_unary, path, response))
 
     def stream(self, path: str, response: type[R]) -> Callable[..., Any]:
+        return cast(Callable[..., Any], self._handle(self.channel.stream_stream, path, response))
+
+    def _handle(self, make: Callable[..., Any], path: str, response: type[R]) -> Any:
+        """The channel's callable for *path*, made once (grpc handles are reusable)."""
         handle = self._handles.get(path)
         if handle is None:
-            handle = self.channel.stream_stream(
-                path,
-                request_serializer=_serialize,
-                response_deserializer=response.FromString,
-            )
+            handle = make(path, request_serializer=_serialize, response_deserializer=response.FromString)
             self._handles[path] = handle
-        return cast(Callable[..., Any], handle)
+        return handle
 
 
 def _serialize(message: Message) -> bytes:

@@ -463,10 +463,14 @@ class Harness:
             time.sleep(0.1)
         return self.record("compaction", start, clock(), pid=leader.contender.pid, compactions=compactions)
 
+    def _raft_and_another(self) -> tuple[Any, Any]:
+        """The raft leader member, and one other member picked at random."""
+        raft = self.cluster.leader()
+        return raft, self.random.choice([m for m in self.cluster.members if m is not raft])
+
     def _move_leader(self, leader: Slot) -> dict[str, Any]:
         """Transfer raft leadership: leases are refreshed, nobody should lose a term."""
-        raft = self.cluster.leader()
-        target = self.random.choice([m for m in self.cluster.members if m is not raft])
+        raft, target = self._raft_and_another()
         start = clock()
         try:
             self.cluster.move_leader(target)
@@ -477,8 +481,7 @@ class Harness:
 
     def _member_replace(self, leader: Slot) -> dict[str, Any]:
         """Remove a member that is not raft leader, wipe it, add it back fresh (etcd#14096)."""
-        raft = self.cluster.leader()
-        member = self.random.choice([m for m in self.cluster.members if m is not raft])
+        _, member = self._raft_and_another()
         start = clock()
         try:
             self.cluster.replace(member)

@@ -18,7 +18,7 @@ import subprocess
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from leaderelect.testing.ports import free_port
 
@@ -73,7 +73,48 @@ def _wait_for_port(port: int, proc: subprocess.Popen[bytes], what: str, timeout:
         time.sleep(0.05)
 
 
-class PostgresServer:
+if TYPE_CHECKING:  # pragma: no cover
+    from typing_extensions import Self
+
+
+class _Server:
+    """A throwaway server process with a temporary folder: start() (a failed start leaves
+    nothing behind), close(), and use as a context manager."""
+
+    #: how to ask the process to stop before it is killed
+    stop_signal = signal.SIGTERM
+    data_dir: str
+    proc: subprocess.Popen[bytes] | None
+
+    def start(self, timeout: float = 60.0) -> Self:
+        try:
+            self._start(timeout)
+        except BaseException:
+            self.close()  # no process or folder left behind by a failed start
+            raise
+        return self
+
+    def _start(self, timeout: float) -> None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(self.stop_signal)
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+        shutil.rmtree(self.data_dir, ignore_errors=True)
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+
+class PostgresServer(_Server):
     """One PostgreSQL server on 127.0.0.1 with a database ``test`` and a superuser
     ``postgres`` (trust authentication, no password). ``dsn`` is a libpq connection string.
 
@@ -82,6 +123,8 @@ class PostgresServer:
         with PostgresServer() as pg:
             conn = psycopg.connect(pg.dsn)
     """
+
+    stop_signal = signal.SIGINT  # fast shutdown
 
     def __init__(self, *, port: int | None = None, settings: dict[str, str] | None = None) -> None:
         self.bin = find_postgres()
@@ -101,14 +144,8 @@ class PostgresServer:
         """An SQLAlchemy URL (psycopg 3 driver)."""
         return f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/test"
 
-    def start(self, timeout: float = 60.0) -> PostgresServer:
-        try:
-            return self._start(timeout)
-        except BaseException:
-            self.close()  # no process or folder left behind by a failed start
-            raise
 
-    def _start(self, timeout: float) -> PostgresServer:
+    def _start(self, timeout: float) -> None:
         data = os.path.join(self.data_dir, "data")
         env = {**os.environ, "LC_ALL": "C"}
         owner = _as_postgres_user()
@@ -149,7 +186,6 @@ class PostgresServer:
             )
         _wait_for_port(self.port, self.proc, "postgres", timeout, self._log)
         self._create_database("test", timeout)
-        return self
 
     def _create_database(self, name: str, timeout: float) -> None:
         deadline = time.monotonic() + timeout
@@ -165,21 +201,6 @@ class PostgresServer:
                 raise RuntimeError(f"createdb failed: {done.stderr.decode(errors='replace')}")
             time.sleep(0.1)
 
-    def close(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGINT)  # fast shutdown
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
-        shutil.rmtree(self.data_dir, ignore_errors=True)
-
-    def __enter__(self) -> PostgresServer:
-        return self.start()
-
-    def __exit__(self, *exc: Any) -> None:
-        self.close()
 
 
 def _as_postgres_user() -> dict[str, Any]:
@@ -197,7 +218,7 @@ def _as_postgres_user() -> dict[str, Any]:
     raise RuntimeError("running as root, and no unprivileged user (postgres, nobody) to run PostgreSQL as")
 
 
-class RedisServer:
+class RedisServer(_Server):
     """One Redis server on 127.0.0.1, no persistence. ``url`` is a ``redis://`` URL.
 
     .. code-block:: python
@@ -217,14 +238,8 @@ class RedisServer:
     def url(self) -> str:
         return f"redis://127.0.0.1:{self.port}/0"
 
-    def start(self, timeout: float = 30.0) -> RedisServer:
-        try:
-            return self._start(timeout)
-        except BaseException:
-            self.close()
-            raise
 
-    def _start(self, timeout: float) -> RedisServer:
+    def _start(self, timeout: float) -> None:
         with open(self._log, "ab") as log:
             self.proc = subprocess.Popen(
                 [
@@ -247,20 +262,4 @@ class RedisServer:
                 stdin=subprocess.DEVNULL,
             )
         _wait_for_port(self.port, self.proc, "redis-server", timeout, self._log)
-        return self
 
-    def close(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
-        shutil.rmtree(self.data_dir, ignore_errors=True)
-
-    def __enter__(self) -> RedisServer:
-        return self.start()
-
-    def __exit__(self, *exc: Any) -> None:
-        self.close()

@@ -18,6 +18,7 @@ from typing import Any, Callable
 import pytest
 
 from leaderelect.testing import EtcdServer, RedisServer, wait_until
+from tests.helpers import end_processes
 
 pytest.importorskip("apscheduler")
 redis = pytest.importorskip("redis")
@@ -41,15 +42,7 @@ def workers(etcd: EtcdServer, redis_server: RedisServer, name: str) -> Iterator[
         return proc
 
     yield start
-    for proc in made:
-        if proc.poll() is None:
-            os.kill(proc.pid, signal.SIGCONT)
-            proc.terminate()
-    for proc in made:
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+    end_processes(made, 15)
 
 
 def ticks(client: Any, name: str) -> list[dict[str, Any]]:

@@ -19,6 +19,7 @@ from typing import Any, Callable
 import pytest
 
 from leaderelect.testing import EtcdServer, RedisServer, wait_until
+from tests.helpers import end_processes
 
 pytest.importorskip("celery")
 redis = pytest.importorskip("redis")
@@ -50,15 +51,7 @@ def celery_procs(
         return proc
 
     yield start
-    for proc in made:
-        if proc.poll() is None:
-            os.kill(proc.pid, signal.SIGCONT)
-            proc.terminate()
-    for proc in made:
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+    end_processes(made, 20)
 
 
 def ticks(client: Any, name: str) -> list[dict[str, Any]]:

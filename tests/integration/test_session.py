@@ -3,6 +3,7 @@ the connection fails, and when one fails to start."""
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Iterator
 from typing import Any, Callable
@@ -46,30 +47,39 @@ def test_closing_a_session_stops_its_electors_with_a_reason(
         never_started.start()
 
 
-def test_a_stopped_electors_key_goes_even_if_the_connection_resets_during_stop(
-    etcd: EtcdServer, name: str, etcd3_client: Any, no_threads_left: None
-) -> None:
-    """On a shared session the withdraw was tried once: if the connection was reset at that
-    moment, the key stayed on a lease the session kept renewing, and nobody could lead
-    after the electors ahead of it for as long as the session lived."""
+@contextlib.contextmanager
+def waiting_on_a_shared_session(
+    etcd: EtcdServer, name: str
+) -> Iterator[tuple[FaultProxy, Session, LeaderElector, LeaderElector, str]]:
+    """A leader on its own session, and a candidate "waiting" behind it on a shared session
+    that reaches etcd through a fault proxy; yields both and the waiting one's key."""
     with FaultProxy(etcd.endpoint) as proxy, Session(proxy.endpoint, ttl=6, call_timeout=0.5) as session:
         first = LeaderElector(name, "first", endpoints=etcd.endpoint, ttl=2).start()
         try:
             assert first.wait_elected(10)
             waiting = LeaderElector(name, "waiting", session=session).start()
             assert wait_until(lambda: len(first.participants()) == 2, 10)
-            key = first.participants()[1].key
-            proxy.set_mode("reset")
-            waiting.stop()
-            assert waiting.stopped
-            assert etcd3_client.get(key)[0] == b"waiting"  # the delete could not get through
-            proxy.set_mode("pass")
-            assert wait_until(lambda: etcd3_client.get(key)[0] is None, 5), "the key stayed"
-            assert session.lease is not None  # it went because it was withdrawn, not with the lease
-            first.stop()
-            assert not list(etcd3_client.get_prefix(f"{name}/"))
+            yield proxy, session, first, waiting, first.participants()[1].key
         finally:
             first.stop()
+
+
+def test_a_stopped_electors_key_goes_even_if_the_connection_resets_during_stop(
+    etcd: EtcdServer, name: str, etcd3_client: Any, no_threads_left: None
+) -> None:
+    """On a shared session the withdraw was tried once: if the connection was reset at that
+    moment, the key stayed on a lease the session kept renewing, and nobody could lead
+    after the electors ahead of it for as long as the session lived."""
+    with waiting_on_a_shared_session(etcd, name) as (proxy, session, first, waiting, key):
+        proxy.set_mode("reset")
+        waiting.stop()
+        assert waiting.stopped
+        assert etcd3_client.get(key)[0] == b"waiting"  # the delete could not get through
+        proxy.set_mode("pass")
+        assert wait_until(lambda: etcd3_client.get(key)[0] is None, 5), "the key stayed"
+        assert session.lease is not None  # it went because it was withdrawn, not with the lease
+        first.stop()
+        assert not list(etcd3_client.get_prefix(f"{name}/"))
 
 
 def test_a_failed_start_leaves_nothing_running_and_stop_works(
@@ -112,21 +122,13 @@ def test_a_pending_withdrawal_survives_a_new_elector_that_never_starts(
 ) -> None:
     """Claiming the name again used to drop the stopped elector's pending delete: if the new
     elector was never started, the key stayed queued on the session's live lease."""
-    with FaultProxy(etcd.endpoint) as proxy, Session(proxy.endpoint, ttl=6, call_timeout=0.5) as session:
-        first = LeaderElector(name, "first", endpoints=etcd.endpoint, ttl=2).start()
-        try:
-            assert first.wait_elected(10)
-            waiting = LeaderElector(name, "waiting", session=session).start()
-            assert wait_until(lambda: len(first.participants()) == 2, 10)
-            key = first.participants()[1].key
-            proxy.set_mode("reset")
-            waiting.stop()
-            again = LeaderElector(name, "again", session=session)  # claimed, never started
-            proxy.set_mode("pass")
-            assert wait_until(lambda: etcd3_client.get(key)[0] is None, 5), "the key stayed"
-            again.stop()
-        finally:
-            first.stop()
+    with waiting_on_a_shared_session(etcd, name) as (proxy, session, _first, waiting, key):
+        proxy.set_mode("reset")
+        waiting.stop()
+        again = LeaderElector(name, "again", session=session)  # claimed, never started
+        proxy.set_mode("pass")
+        assert wait_until(lambda: etcd3_client.get(key)[0] is None, 5), "the key stayed"
+        again.stop()
 
 
 def test_a_new_elector_adopts_its_predecessors_key_and_no_late_delete_removes_it(
