@@ -6,14 +6,32 @@ import json
 import queue
 import signal
 import subprocess
+import sys
 import threading
 import time
 from typing import Any
 
 from leaderelect._etcd import Endpoint, EtcdClient
-from leaderelect.cli import spawn_candidate
 from leaderelect.election import Candidate, participants
 from leaderelect.testing import EtcdServer, wait_until
+
+
+def spawn_candidate(name: str, value: str, endpoints: str, ttl: int) -> subprocess.Popen[str]:
+    """Start ``leaderelect candidate`` in a child process (stdout: JSON lines)."""
+    cmd = [
+        sys.executable,
+        "-m",
+        "leaderelect",
+        "candidate",
+        name,
+        "--value",
+        value,
+        "--endpoints",
+        endpoints,
+        "--ttl",
+        str(ttl),
+    ]
+    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True)
 
 
 class _Events:

@@ -12,7 +12,6 @@ import logging
 import os
 import queue
 import signal
-import subprocess
 import sys
 import threading
 import time
@@ -180,24 +179,6 @@ def _candidate(args: argparse.Namespace) -> int:
         stop.wait()
     emit("exit")
     return 0
-
-
-def spawn_candidate(name: str, value: str, endpoints: str, ttl: int) -> subprocess.Popen[str]:
-    """Start ``leaderelect candidate`` in a child process (stdout: JSON lines)."""
-    cmd = [
-        sys.executable,
-        "-m",
-        "leaderelect",
-        "candidate",
-        name,
-        "--value",
-        value,
-        "--endpoints",
-        endpoints,
-        "--ttl",
-        str(ttl),
-    ]
-    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True)
 
 
 if __name__ == "__main__":  # pragma: no cover

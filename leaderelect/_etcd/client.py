@@ -14,18 +14,17 @@ import logging
 import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, TypeVar, cast
+from typing import Any, Callable, cast
 
 import grpc
 from google.protobuf.message import Message
 
 from leaderelect._etcd import etcd_pb2 as pb
+from leaderelect._etcd.connection import Conn, Endpoint, R
 from leaderelect._etcd.watchmux import Subscription, WatchMux
 from leaderelect.exceptions import EtcdError, EtcdUnavailableError, LeaseExpiredError
 
 log = logging.getLogger(__name__)
-
-R = TypeVar("R", bound=Message)
 
 _RETRYABLE = frozenset(
     {
@@ -47,22 +46,6 @@ _REQUIRE_LEADER = ("hasleader", "true")
 
 
 @dataclass(frozen=True)
-class Endpoint:
-    """One etcd member's gRPC address."""
-
-    host: str
-    port: int
-
-    @property
-    def target(self) -> str:
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"{host}:{self.port}"
-
-    def __str__(self) -> str:
-        return self.target
-
-
-@dataclass(frozen=True)
 class TLSFiles:
     """PEM contents for a TLS connection (read once, at construction)."""
 
@@ -81,33 +64,6 @@ def prefix_end(prefix: bytes) -> bytes:
             end[i] += 1
             return bytes(end[: i + 1])
     return b"\0"
-
-
-class _Conn:
-    """One channel to one endpoint, with its method handles."""
-
-    def __init__(self, endpoint: Endpoint, channel: grpc.Channel) -> None:
-        self.endpoint = endpoint
-        self.channel = channel
-        self._handles: dict[str, Any] = {}
-
-    def unary(self, path: str, response: type[R]) -> Callable[..., R]:
-        return cast(Callable[..., R], self._handle(self.channel.unary_unary, path, response))
-
-    def stream(self, path: str, response: type[R]) -> Callable[..., Any]:
-        return cast(Callable[..., Any], self._handle(self.channel.stream_stream, path, response))
-
-    def _handle(self, make: Callable[..., Any], path: str, response: type[R]) -> Any:
-        """The channel's callable for *path*, made once (grpc handles are reusable)."""
-        handle = self._handles.get(path)
-        if handle is None:
-            handle = make(path, request_serializer=_serialize, response_deserializer=response.FromString)
-            self._handles[path] = handle
-        return handle
-
-
-def _serialize(message: Message) -> bytes:
-    return message.SerializeToString()
 
 
 class EtcdClient:
@@ -144,7 +100,7 @@ class EtcdClient:
         self._keepalive_timeout = keepalive_timeout
         self._lock = threading.Lock()
         self._auth_lock = threading.Lock()
-        self._conn: _Conn | None = None
+        self._conn: Conn | None = None
         self._index = 0
         self._token: str | None = None
         self._closed = False
@@ -199,7 +155,7 @@ class EtcdClient:
             ]
         return opts
 
-    def _current(self) -> _Conn:
+    def current(self) -> Conn:
         with self._lock:
             if self._closed:
                 raise EtcdUnavailableError("the etcd client is closed", code="CANCELLED")
@@ -214,11 +170,11 @@ class EtcdClient:
                     channel = grpc.secure_channel(endpoint.target, creds, self._options())
                 else:
                     channel = grpc.insecure_channel(endpoint.target, self._options())
-                self._conn = _Conn(endpoint, channel)
+                self._conn = Conn(endpoint, channel)
                 log.debug("etcd channel to %s", endpoint)
             return self._conn
 
-    def _failover(self, conn: _Conn) -> None:
+    def failover(self, conn: Conn) -> None:
         """Drop *conn* (if still current) and move to the next endpoint."""
         with self._lock:
             if self._conn is not conn:
@@ -242,10 +198,10 @@ class EtcdClient:
         with self._lock:
             conn = self._conn
         if conn is not None and conn.endpoint == endpoint:
-            self._failover(conn)
+            self.failover(conn)
 
     @contextlib.contextmanager
-    def _closed_channel_is_unavailable(self, conn: _Conn, what: str) -> Iterator[None]:
+    def closed_channel_is_unavailable(self, conn: Conn, what: str) -> Iterator[None]:
         """A call on a channel that another thread's failover just closed: retryable, not a bug.
 
         grpcio raises ValueError("Cannot invoke RPC on closed channel!") there; the chaos
@@ -256,7 +212,7 @@ class EtcdClient:
         except ValueError as err:
             if "closed" not in str(err).lower():
                 raise
-            self._failover(conn)  # no-op if it is not the current channel any more
+            self.failover(conn)  # no-op if it is not the current channel any more
             raise EtcdUnavailableError(f"{what} at {conn.endpoint}: channel closed", code="CANCELLED") from err
 
     def close(self) -> None:
@@ -273,13 +229,13 @@ class EtcdClient:
 
     # -- authentication -----------------------------------------------------------------
 
-    def _metadata(self, conn: _Conn) -> tuple[tuple[str, str], ...]:
+    def metadata(self, conn: Conn) -> tuple[tuple[str, str], ...]:
         if self._user is None:
             return (_REQUIRE_LEADER,)
         token = self._token or self._authenticate(conn, stale=None)
         return (_REQUIRE_LEADER, ("token", token))
 
-    def _authenticate(self, conn: _Conn, stale: str | None) -> str:
+    def _authenticate(self, conn: Conn, stale: str | None) -> str:
         with self._auth_lock:
             if self._token is not None and self._token != stale:
                 return self._token  # another thread already refreshed it
@@ -288,15 +244,15 @@ class EtcdClient:
             try:
                 # A failover on another thread may close *conn* meanwhile: grpcio then raises
                 # ValueError, which must become a retryable EtcdError like any lost channel.
-                with self._closed_channel_is_unavailable(conn, "Authenticate"):
+                with self.closed_channel_is_unavailable(conn, "Authenticate"):
                     response = call(request, timeout=self.call_timeout)
             except grpc.RpcError as err:
-                raise self._translate(err, conn, "Authenticate") from err
+                raise self.translate(err, conn, "Authenticate") from err
             self._token = response.token
             log.debug("authenticated to etcd as %s", self._user)
             return self._token
 
-    def _forget_token(self, stale: str | None) -> None:
+    def forget_token(self, stale: str | None) -> None:
         """*stale* was refused where no call could retry it (a watch stream): the next call
         authenticates anew, unless another thread already did."""
         with self._auth_lock:
@@ -310,7 +266,7 @@ class EtcdClient:
 
     # -- error translation --------------------------------------------------------------
 
-    def _translate(self, err: grpc.RpcError, conn: _Conn, what: str, deadline: float | None = None) -> EtcdError:
+    def translate(self, err: grpc.RpcError, conn: Conn, what: str, deadline: float | None = None) -> EtcdError:
         """The EtcdError for *err*; moves to the next endpoint when *err* blames this one.
 
         *deadline* is the one the call ran with: running out of a deadline that the caller
@@ -322,7 +278,7 @@ class EtcdClient:
         message = f"{what} at {conn.endpoint}: {code.name}: {call.details()}"
         short = deadline is not None and deadline < self.call_timeout
         if code in _FAILOVER and not (code == grpc.StatusCode.DEADLINE_EXCEEDED and short):
-            self._failover(conn)
+            self.failover(conn)
         if code in _RETRYABLE:
             return EtcdUnavailableError(message, code=code.name)
         if code == grpc.StatusCode.NOT_FOUND and "lease not found" in (call.details() or ""):
@@ -335,16 +291,16 @@ class EtcdClient:
         deadline = self.call_timeout if timeout is None else timeout
         what = path.rsplit("/", 1)[-1]
         for attempt in (1, 2):
-            conn = self._current()
-            metadata = self._metadata(conn)
+            conn = self.current()
+            metadata = self.metadata(conn)
             try:
-                with self._closed_channel_is_unavailable(conn, what):
+                with self.closed_channel_is_unavailable(conn, what):
                     return conn.unary(path, response)(request, timeout=deadline, metadata=metadata)
             except grpc.RpcError as err:
                 if attempt == 1 and self._user is not None and self._is_auth_error(err):
                     self._authenticate(conn, stale=dict(metadata).get("token"))
                     continue
-                raise self._translate(err, conn, what, deadline) from err
+                raise self.translate(err, conn, what, deadline) from err
         raise AssertionError("unreachable")  # pragma: no cover
 
     def range(
@@ -415,10 +371,10 @@ class EtcdClient:
         member while the lease still has time.
         """
         deadline = self.call_timeout if timeout is None else timeout
-        conn = self._current()
-        metadata = self._metadata(conn)
+        conn = self.current()
+        metadata = self.metadata(conn)
         handle = conn.stream("/etcdserverpb.Lease/LeaseKeepAlive", pb.LeaseKeepAliveResponse)
-        with self._closed_channel_is_unavailable(conn, "LeaseKeepAlive"):
+        with self.closed_channel_is_unavailable(conn, "LeaseKeepAlive"):
             call = handle(iter([pb.LeaseKeepAliveRequest(ID=lease_id)]), timeout=deadline, metadata=metadata)
         try:
             for response in call:
@@ -426,7 +382,7 @@ class EtcdClient:
         except grpc.RpcError as err:
             if self._user is not None and self._is_auth_error(err):
                 self._authenticate(conn, stale=dict(metadata).get("token"))
-            raise self._translate(err, conn, "LeaseKeepAlive", None if budget else deadline) from err
+            raise self.translate(err, conn, "LeaseKeepAlive", None if budget else deadline) from err
         finally:
             call.cancel()
         raise EtcdUnavailableError(f"LeaseKeepAlive at {conn.endpoint}: stream closed early")

@@ -20,15 +20,13 @@ import queue
 import threading
 import time
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Callable, Union
+from typing import Callable, Union
 
 import grpc
 
 from leaderelect._etcd import etcd_pb2 as pb
+from leaderelect._etcd.connection import Conn, StreamHost
 from leaderelect.exceptions import EtcdError, EtcdUnavailableError
-
-if TYPE_CHECKING:
-    from leaderelect._etcd.client import EtcdClient, _Conn
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +64,7 @@ class Subscription:
 class _Stream:
     """One Watch call with its reader thread; dead for good once it fails or empties."""
 
-    def __init__(self, client: EtcdClient, probe_interval: float, on_end: Callable[[_Stream], None]) -> None:
+    def __init__(self, client: StreamHost, probe_interval: float, on_end: Callable[[_Stream], None]) -> None:
         self._client = client
         self._probe_interval = probe_interval
         self._on_end = on_end
@@ -77,11 +75,11 @@ class _Stream:
         self._last_response = time.monotonic()
         self._silent = False
         self.dead = False
-        self._conn: _Conn = client._current()
-        metadata = client._metadata(self._conn)
+        self._conn: Conn = client.current()
+        metadata = client.metadata(self._conn)
         self._token = dict(metadata).get("token")
         handle = self._conn.stream("/etcdserverpb.Watch/Watch", pb.WatchResponse)
-        with client._closed_channel_is_unavailable(self._conn, "Watch"):
+        with client.closed_channel_is_unavailable(self._conn, "Watch"):
             self._call = handle(self._request_stream(), metadata=metadata)
         self._thread = threading.Thread(target=self._read, name="leaderelect-watch", daemon=True)
         self._thread.start()
@@ -139,12 +137,12 @@ class _Stream:
             if self.dead:  # we ended it (its last subscription left): nothing failed
                 return
             if self._silent:
-                self._client._failover(self._conn)
+                self._client.failover(self._conn)
                 error = EtcdUnavailableError(
                     f"Watch at {self._conn.endpoint}: no answer to progress requests", code="DEADLINE_EXCEEDED"
                 )
             else:
-                error = self._client._translate(err, self._conn, "Watch")
+                error = self._client.translate(err, self._conn, "Watch")
         except Exception as err:  # a bug must not leave subscribers waiting forever
             log.exception("watch stream reader failed")
             error = EtcdUnavailableError(f"Watch at {self._conn.endpoint}: reader failed: {err}")
@@ -186,7 +184,7 @@ class _Stream:
             # The stream's token was fixed when it opened and etcd now refuses it (it expired,
             # or users or roles changed). Kept, it would refuse every new watch while the
             # observers resynced in a loop: end it, and let the next stream authenticate anew.
-            self._client._forget_token(self._token)
+            self._client.forget_token(self._token)
             error = EtcdUnavailableError(
                 f"Watch at {self._conn.endpoint}: refused: {response.cancel_reason}", code="UNAUTHENTICATED"
             )
@@ -220,7 +218,7 @@ def _refused_for_auth(reason: str) -> bool:
 class WatchMux:
     """The client's watches, all on one stream at a time."""
 
-    def __init__(self, client: EtcdClient) -> None:
+    def __init__(self, client: StreamHost) -> None:
         self._client = client
         self._lock = threading.Lock()
         self._stream: _Stream | None = None

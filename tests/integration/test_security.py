@@ -147,7 +147,7 @@ def test_reauthenticating_on_a_channel_a_failover_just_closed_is_retryable(auth_
 
     client = EtcdClient(parse_endpoints(auth_etcd.endpoint)[0], user="root", password="rootpw", call_timeout=2)
     try:
-        client._current().channel.close()  # what a concurrent failover does to the channel
+        client.current().channel.close()  # what a concurrent failover does to the channel
         with pytest.raises(EtcdUnavailableError, match="channel closed"):
             client.range(b"k")
         assert client.range(b"k").header.revision > 0  # the next call uses a new channel

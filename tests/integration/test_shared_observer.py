@@ -61,7 +61,7 @@ def test_observing_leaves_a_member_the_session_found_failing(make_elector: Elect
     session_client = elector._session.client
     assert observing is not session_client
     before = observing.reconnects
-    session_client._failover(session_client._current())  # as after a failed renewal
+    session_client.failover(session_client.current())  # as after a failed renewal
     assert observing.reconnects == before + 1
     assert wait_until(lambda: elector.observation.known and elector.leader is not None, 5)
     assert elector.is_leader

@@ -104,11 +104,11 @@ def test_call_on_a_channel_closed_by_another_thread_is_retryable(client: EtcdCli
     # grpcio raises ValueError on a closed channel; it must be a retryable etcd error, and
     # the next call must use a new channel (found by the chaos harness: a dead observer).
     client.range(b"x")
-    client._current().channel.close()
+    client.current().channel.close()
     with pytest.raises(EtcdUnavailableError):
         client.range(b"x")
     client.range(b"x")
-    client._current().channel.close()
+    client.current().channel.close()
     with pytest.raises(EtcdUnavailableError):
         client.watch(b"x", b"y", 0, probe_interval=1.0)
     client.range(b"x")
