@@ -105,7 +105,7 @@ def _run(args: argparse.Namespace) -> int:
 def _status(args: argparse.Namespace) -> int:
     elector = LeaderElector(args.name, endpoints=args.endpoints, ttl=args.ttl)
     try:
-        queue_, revision = election.participants(elector._session.client, args.name)
+        queue_, revision = election.participants(elector.session.client, args.name)
     finally:
         elector.stop()
     if not queue_:
@@ -137,7 +137,7 @@ def _observe(args: argparse.Namespace) -> int:
             shown[0] = key
             changes.put(leader)
 
-    observer = Observer(elector._session.client, args.name, on_view, probe_interval=2.0)
+    observer = Observer(elector.session.client, args.name, on_view, probe_interval=2.0)
     observer.start()
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())

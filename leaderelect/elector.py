@@ -408,6 +408,12 @@ class LeaderElector:
     # -- state -----------------------------------------------------------------------------
 
     @property
+    def session(self) -> Session:
+        """The :class:`Session` this elector runs on (its own, or the one it was given): its
+        ``lease`` and its connection, for tools that read etcd the way the elector does."""
+        return self._session
+
+    @property
     def pid(self) -> int:
         """The process this elector belongs to (it cannot be used in another, e.g. after fork)."""
         return self._pid
@@ -427,7 +433,8 @@ class LeaderElector:
         if self._forked():
             return False
         with self._lock:
-            return self._term is not None and self._term._lease.alive()
+            term = self._term
+        return term is not None and term.valid_for() > 0
 
     @property
     def term(self) -> Term | None:
@@ -436,7 +443,7 @@ class LeaderElector:
             return None
         with self._lock:
             term = self._term
-        return term if term is not None and term._lease.alive() else None
+        return term if term is not None and term.valid_for() > 0 else None
 
     @property
     def leader(self) -> Leader | None:

@@ -96,7 +96,7 @@ def _stale_write(elector: LeaderElector, term: Term, data_key: str, history: His
         t_send = clock()
         try:
             accepted = election.fenced_txn(
-                elector._session.client, term.key.encode(), term.fencing_token, {data_key.encode(): b"stale"}, []
+                elector.session.client, term.key.encode(), term.fencing_token, {data_key.encode(): b"stale"}, []
             )
         except EtcdError as err:
             history.log("fenced_write", token=term.fencing_token, accepted=False, stale=True, error=str(err)[:200])
@@ -273,7 +273,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         hog_stop.set()
         t_stop = clock()
-        lease = elector._session.lease
+        lease = elector.session.lease
         elector.stop()
         if writer is not None:
             writer.close()  # its sockets are the contender's, not the library's

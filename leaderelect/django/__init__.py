@@ -38,13 +38,17 @@ from typing import Any, Callable
 from leaderelect.elector import LeaderElector
 from leaderelect.exceptions import ConfigurationError
 
-__all__ = ["build", "get_elector", "is_management_command", "start", "stop"]
+__all__ = ["build", "get_elector", "is_management_command", "read_settings", "start", "stop"]
 
 _lock = threading.Lock()
 _current: tuple[int, LeaderElector] | None = None
 
 
-def _settings() -> dict[str, Any]:
+def read_settings() -> dict[str, Any]:
+    """``settings.LEADERELECT``, checked: a clear error for a missing ``NAME`` or an unknown key.
+
+    :raises ConfigurationError: when the settings are unusable.
+    """
     from django.conf import settings
 
     conf = getattr(settings, "LEADERELECT", None)
@@ -70,7 +74,7 @@ def _import(path: str) -> Callable[..., Any]:
 
 def build() -> LeaderElector:
     """A new (not started) elector from ``settings.LEADERELECT``."""
-    conf = _settings()
+    conf = read_settings()
     elector = LeaderElector(
         conf["NAME"], conf.get("VALUE"), endpoints=conf.get("ENDPOINTS"), ttl=conf.get("TTL"), **conf.get("OPTIONS", {})
     )

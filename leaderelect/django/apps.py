@@ -18,7 +18,7 @@ class LeaderelectConfig(AppConfig):
     def ready(self) -> None:
         from leaderelect import django as le
 
-        conf = le._settings()  # a bad configuration fails at startup, in every process
+        conf = le.read_settings()  # a bad configuration fails at startup, in every process
         if not conf.get("START_IN_WORKERS") or le.is_management_command():
             return
         elector = le.start()
