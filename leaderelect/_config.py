@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import socket
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import grpc
@@ -57,16 +58,31 @@ def default_guard(ttl: int) -> float:
     return max(0.5, 0.1 * ttl)
 
 
-def check_guard(ttl: int, guard: Any, *, allow_unsafe: bool = False) -> float:
+_unsafe_guard_allowed = False
+
+
+@contextlib.contextmanager
+def allowing_unsafe_guard() -> Iterator[None]:
+    """Within this block, a negative ``guard`` is accepted: a test-only knob, not part of any
+    signature, that the chaos checker's negative control uses (in a process of its own) to
+    prove the checker can fail."""
+    global _unsafe_guard_allowed
+    _unsafe_guard_allowed = True
+    try:
+        yield
+    finally:
+        _unsafe_guard_allowed = False
+
+
+def check_guard(ttl: int, guard: Any) -> float:
     """The safety margin subtracted from the lease's expiry on the local clock.
 
     It must leave room for at least one renewal (renewals go every ttl/3), so it is
-    below 2/3 of the ttl. ``allow_unsafe`` admits a negative guard: a test-only knob
-    that the safety checker's negative control uses to prove it can fail.
+    below 2/3 of the ttl; never negative (but see :func:`allowing_unsafe_guard`).
     """
     if guard is None:
         return default_guard(ttl)
-    value = check_number("guard", guard, allow_zero=True, allow_negative=allow_unsafe)
+    value = check_number("guard", guard, allow_zero=True, allow_negative=_unsafe_guard_allowed)
     if value >= ttl * 2 / 3:
         raise ConfigurationError(
             f"guard {value} s leaves no renewal window in a {ttl} s lease "

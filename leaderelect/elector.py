@@ -109,8 +109,6 @@ class LeaderElector:
         user: str | None = None,
         password: str | None = None,
         keepalive_time: float | None = 6.0,
-        clock: Callable[[], float] = _clock.clock,
-        _allow_unsafe_guard: bool = False,
     ) -> None:
         self.name = _config.check_name(name)
         self._value = _config.check_value(value)
@@ -147,8 +145,6 @@ class LeaderElector:
                 password=password,
                 keepalive_time=keepalive_time,
                 name=self.name,
-                clock=clock,
-                _allow_unsafe_guard=_allow_unsafe_guard,
             )
             self._owns_session = True
         self.ttl = self._session.ttl
@@ -157,14 +153,14 @@ class LeaderElector:
             if demote_timeout is None
             else _config.check_number("demote_timeout", demote_timeout, allow_zero=True)
         )
-        self._clock = clock
+        self._clock = _clock.clock
         self._pid = os.getpid()
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)
         self._state = _NEW
         self._term: Term | None = None
         self._callbacks: dict[str, list[Callable[..., Any]]] = {"elected": [], "demoted": [], "leader_changed": []}
-        self._dispatcher = Dispatcher(self.name, slow_after=self.ttl / 3, clock=clock)
+        self._dispatcher = Dispatcher(self.name, slow_after=self.ttl / 3, clock=self._clock)
         self._inbox: queue.Queue[tuple[Any, ...]] = queue.Queue()
         self._stop_event = threading.Event()
         self._stop_reason: DemotionReason | None = None  # why a leader's term ends on stop

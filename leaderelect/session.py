@@ -143,19 +143,17 @@ class Session:
         password: str | None = None,
         keepalive_time: float | None = 6.0,
         name: str = "session",
-        clock: Clock = _clock.clock,
-        _allow_unsafe_guard: bool = False,
     ) -> None:
         parsed, https = _config.parse_endpoints(endpoints)
         self.ttl = _config.check_ttl(ttl)
-        self.guard = _config.check_guard(self.ttl, guard, allow_unsafe=_allow_unsafe_guard)
+        self.guard = _config.check_guard(self.ttl, guard)
         self.call_timeout = _config.check_number("call_timeout", call_timeout)
         if keepalive_time is not None:
             _config.check_number("keepalive_time", keepalive_time)
         tls = _config.read_tls(tls_ca, tls_cert, tls_key, https=https, credentials=tls_credentials)
         user, password = _config.check_credentials(user, password)
         self.name = name
-        self._clock = clock
+        self._clock: Clock = _clock.clock
         self.client = EtcdClient(
             parsed,
             tls=tls,

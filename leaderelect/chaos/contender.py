@@ -29,6 +29,7 @@ from typing import IO, Any
 
 from leaderelect import EtcdError, LeaderElector, Term, election
 from leaderelect._clock import clock
+from leaderelect._config import allowing_unsafe_guard
 
 PERIOD = 0.1
 
@@ -197,18 +198,20 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGURG, lambda *_: txn_asked.set())
 
     sockets_before = _sockets()
-    elector = LeaderElector(
-        args.name,
-        f"pid-{os.getpid()}",
-        endpoints=args.endpoints,
-        ttl=args.ttl,
-        guard=args.guard,
-        call_timeout=args.call_timeout,
-        keepalive_time=args.keepalive_time or None,
-        user=args.user,
-        password=args.password,
-        _allow_unsafe_guard=args.unsafe_guard,
-    )
+    # The negative control's negative guard is accepted only inside this block (this
+    # process is a contender and nothing else).
+    with allowing_unsafe_guard() if args.unsafe_guard else contextlib.nullcontext():
+        elector = LeaderElector(
+            args.name,
+            f"pid-{os.getpid()}",
+            endpoints=args.endpoints,
+            ttl=args.ttl,
+            guard=args.guard,
+            call_timeout=args.call_timeout,
+            keepalive_time=args.keepalive_time or None,
+            user=args.user,
+            password=args.password,
+        )
 
     def elected(term: Term) -> None:
         history.log("elected", token=term.fencing_token, valid_until=term.valid_until, lease=term.lease_id)

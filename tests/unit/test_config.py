@@ -9,7 +9,7 @@ import grpc
 import pytest
 
 from leaderelect import ConfigurationError, LeaderElector, Session
-from leaderelect._config import check_guard, default_guard, parse_endpoints
+from leaderelect._config import allowing_unsafe_guard, check_guard, default_guard, parse_endpoints
 
 BAD = [
     ({"name": ""}, "must not be empty"),
@@ -94,7 +94,18 @@ def test_default_guard(ttl: int, guard: float) -> None:
 def test_negative_guard_only_through_the_test_knob() -> None:
     with pytest.raises(ConfigurationError):
         check_guard(2, -0.5)
-    assert check_guard(2, -0.5, allow_unsafe=True) == -0.5
+    with allowing_unsafe_guard():
+        assert check_guard(2, -0.5) == -0.5
+    with pytest.raises(ConfigurationError):  # only inside the block
+        check_guard(2, -0.5)
+
+
+def test_the_test_only_knobs_are_not_in_the_public_signatures() -> None:
+    import inspect
+
+    for cls in (LeaderElector, Session):
+        params = inspect.signature(cls).parameters
+        assert "clock" not in params and not [p for p in params if p.startswith("_")], cls
 
 
 def test_good_settings_construct_without_network() -> None:
