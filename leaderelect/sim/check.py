@@ -9,8 +9,10 @@
   so deleted before the confirmation's answer arrived is over before it began, and is left
   out of S1 and S2.
 * S2 tokens grow: each term's token is higher than every earlier term's.
-* C1 callbacks pair: in each process, ``on_elected`` and ``on_demoted`` alternate, start with
-  ``on_elected``, carry the same token, and a process that finished ended with ``on_demoted``.
+* C1 callbacks pair: as each core hands them to its dispatcher, ``on_elected`` and
+  ``on_demoted`` alternate, start with ``on_elected``, carry the same token, and a core that
+  finished handed over ``on_demoted`` last. (Whether the dispatcher ran them all is the
+  process's fate: a kill right after stop() may cut a slow callback queue short.)
 * L1 liveness: from ``heal + bound`` until everyone is asked to stop, some candidate leads at
   every instant (bound: two TTLs, two call deadlines and 3 s of backoff and expiry lag).
 * W1 stop: every stop finishes within ``demote_timeout + 4 * call_timeout + 2`` s, and then no

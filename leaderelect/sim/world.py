@@ -275,6 +275,13 @@ class World:
             if kind is Call:
                 self._send(node, action)  # type: ignore[arg-type]
             elif kind is Deliver:
+                callback = action.callback  # type: ignore[union-attr]
+                if isinstance(callback, (Elected, Demoted)):
+                    # as the core hands them over: a kill may stop the dispatcher before it
+                    # runs them, which is the process's fate, not the core's doing
+                    node.callbacks[-1].append(
+                        ("elected" if isinstance(callback, Elected) else "demoted", callback.term.token)
+                    )
                 node.dispatch.append(action)  # type: ignore[arg-type]
                 if not node.dispatching:
                     self._next_callback(node)
@@ -451,11 +458,6 @@ class World:
             return
         node.dispatching = True
         deliver = node.dispatch.popleft()
-        callback = deliver.callback
-        if isinstance(callback, Elected):
-            node.callbacks[-1].append(("elected", callback.term.token))
-        elif isinstance(callback, Demoted):
-            node.callbacks[-1].append(("demoted", callback.term.token))
         took = self.rng.uniform(0, 0.002)
         for start, end in node.slow_callbacks:
             if start <= self.now < end:
