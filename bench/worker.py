@@ -56,10 +56,10 @@ def main() -> int:
     electors = []
     for i in range(args.count):
         e = LeaderElector(args.name, f"{args.tag}-{i}", endpoints=args.endpoints, ttl=args.ttl, call_timeout=2.0)
-        e.on_elected(lambda term, i=i: emit(ev="elected", i=i, token=term.fencing_token))
+        e.on_elected(lambda term, i=i: emit(ev="elected", i=i, token=term.token))
         e.on_demoted(
             lambda term, reason, i=i: emit(
-                ev="demoted", i=i, token=term.fencing_token, reason=str(reason), valid_until=term.valid_until
+                ev="demoted", i=i, token=term.token, reason=str(reason), valid_until=term.valid_until
             )
         )
         if i == 0:

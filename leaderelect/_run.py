@@ -67,7 +67,7 @@ class Runner:
 
     def _start(self, term: Term) -> None:
         with self._lock:
-            log.warning("elected (token %d): starting %s", term.fencing_token, self.command)
+            log.warning("elected (token %d): starting %s", term.token, self.command)
             try:
                 self._child = subprocess.Popen(self.command, start_new_session=True)
             except OSError as err:

@@ -145,7 +145,7 @@ class LeaderOnly:
                 return  # start() will see that this process leads
             self._skip_overdue()
             self.scheduler.resume()
-        log.info("[%s] scheduler resumed for term %d", self.elector.name, term.fencing_token)
+        log.info("[%s] scheduler resumed for term %d", self.elector.name, term.token)
 
     def _skip_overdue(self) -> None:
         """Move every run that came due before this term to its next fire time from now (a
@@ -186,7 +186,7 @@ class LeaderOnly:
                 self.drain_timeout,
                 reason,
             )
-        log.info("[%s] scheduler paused: term %d ended (%s)", self.elector.name, term.fencing_token, reason)
+        log.info("[%s] scheduler paused: term %d ended (%s)", self.elector.name, term.token, reason)
 
 
 def leader_only(scheduler: Any, elector: LeaderElector, *, drain_timeout: float | None = None) -> LeaderOnly:

@@ -93,7 +93,7 @@ class LeaderScheduler(PersistentScheduler):  # type: ignore[misc]
         if term is None:
             self._term_token = None
             return min(FOLLOWER_POLL, float(self.max_interval))
-        if term.fencing_token != self._term_token:
+        if term.token != self._term_token:
             self._begin(term)
         return float(super().tick(*args, **kwargs))
 
@@ -109,12 +109,12 @@ class LeaderScheduler(PersistentScheduler):  # type: ignore[misc]
             if due:
                 entry.last_run_at = now
         self._heap = None  # rebuilt from the entries on the next tick
-        self._term_token = term.fencing_token
-        log.info("beat leads (token %d): sending due tasks", term.fencing_token)
+        self._term_token = term.token
+        log.info("beat leads (token %d): sending due tasks", term.token)
 
     def apply_async(self, entry: Any, producer: Any = None, advance: bool = True, **kwargs: Any) -> Any:
         term = self.elector.term if self.elector is not None else None
-        if term is None or term.fencing_token != self._term_token:
+        if term is None or term.token != self._term_token:
             # not leading, or a new term that tick() has not begun (its due runs are skipped)
             log.info("beat does not lead (in this term): %s not sent", entry.name)
             return None
@@ -122,7 +122,7 @@ class LeaderScheduler(PersistentScheduler):  # type: ignore[misc]
             entry = self.reserve(entry)
         sent = copy.copy(entry)
         headers = dict(entry.options.get("headers") or {})
-        headers[TOKEN_HEADER] = term.fencing_token
+        headers[TOKEN_HEADER] = term.token
         headers[SENT_AT_HEADER] = time.time()
         headers[SENDER_HEADER] = self._sender
         sent.options = {**entry.options, "headers": headers}

@@ -168,8 +168,8 @@ def _candidate(args: argparse.Namespace) -> int:
         with lock:
             print(json.dumps({"t": clock(), "pid": os.getpid(), "ev": ev, **fields}), flush=True)
 
-    elector.on_elected(lambda term: emit("elected", token=term.fencing_token))
-    elector.on_demoted(lambda term, reason: emit("demoted", token=term.fencing_token, reason=str(reason)))
+    elector.on_elected(lambda term: emit("elected", token=term.token))
+    elector.on_demoted(lambda term, reason: emit("demoted", token=term.token, reason=str(reason)))
     elector.on_leader_changed(lambda leader: emit("leader_changed", **_describe(leader)))
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())

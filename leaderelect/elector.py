@@ -505,7 +505,7 @@ class LeaderElector:
             "leader": obs.leader.value if obs.leader else None,
             "leader_known": obs.known,
             "observation_age": round(obs.age, 3),
-            "token": term.fencing_token if term else None,
+            "token": term.token if term else None,
             "valid_for": round(term.valid_until - self._clock(), 3) if term else None,
             "lease_remaining": round(lease.remaining(), 3) if lease else None,
             "last_renewal_age": round(self._clock() - lease.renewed_at, 3) if lease else None,
@@ -527,17 +527,21 @@ class LeaderElector:
             return current
         return term
 
-    def proclaim(self, value: str | bytes) -> None:
+    def proclaim(self, value: str | bytes) -> bool:
         """Change the value this leader shows to observers.
 
-        :raises NotLeaderError: when not leading (or the term ended meanwhile).
+        Like :meth:`fenced_txn`: True when etcd applied it, False (nothing written) when the
+        term turned out to be over before it could.
+
+        :raises NotLeaderError: when not leading at the call.
         """
         self._check_pid()
         raw = _config.check_value(value)
         term = self._current_term(None)
-        if not election.proclaim(self._session.client, term.key.encode(), term.fencing_token, raw, term.lease_id):
-            raise NotLeaderError(f"the term of {self.name!r} with token {term.fencing_token} is over")
+        if not election.proclaim(self._session.client, term.key.encode(), term.token, raw, term.lease_id):
+            return False
         self._value = raw
+        return True
 
     def fenced_txn(
         self,
@@ -557,11 +561,11 @@ class LeaderElector:
         self._check_pid()
         term = self._current_term(term)
         current = self.term
-        if current is None or current.fencing_token != term.fencing_token:
+        if current is None or current.token != term.token:
             return False
         encoded = {_bytes(k): _bytes(v) for k, v in (puts or {}).items()}
         return election.fenced_txn(
-            self._session.client, term.key.encode(), term.fencing_token, encoded, [_bytes(k) for k in deletes]
+            self._session.client, term.key.encode(), term.token, encoded, [_bytes(k) for k in deletes]
         )
 
     def fenced_put(self, key: str | bytes, value: str | bytes, *, term: Term | None = None) -> bool:
@@ -617,7 +621,7 @@ class LeaderElector:
             self._term = term
             self.elections += 1
             self._changed.notify_all()
-        log.info("[%s] elected, token %d, key %s", self.name, term.fencing_token, term.key)
+        log.info("[%s] elected, token %d, key %s", self.name, term.token, term.key)
         self._fire("elected", term)
 
     def _end_term(self, reason: DemotionReason) -> threading.Event | None:
@@ -628,7 +632,7 @@ class LeaderElector:
             term._mark_ended()
             self.demotions[reason.value] = self.demotions.get(reason.value, 0) + 1
             self._changed.notify_all()
-        log.info("[%s] demoted (%s), token %d", self.name, reason, term.fencing_token)
+        log.info("[%s] demoted (%s), token %d", self.name, reason, term.token)
         return self._fire("demoted", term, reason)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import warnings
 from dataclasses import dataclass, field
 
 from leaderelect.core.messages import DemotionReason
@@ -23,8 +24,9 @@ class Term:
     name: str
     #: the leader key, ``<name>/<lease id in hex>``
     key: str
-    #: the leader key's create revision; strictly increasing from term to term
-    fencing_token: int
+    #: the fencing token: the leader key's create revision, strictly increasing from term to
+    #: term (``Candidate.token`` and ``status()["token"]`` are the same number)
+    token: int
     #: the etcd lease the key is bound to
     lease_id: int
     #: the value proclaimed when the term began
@@ -35,6 +37,12 @@ class Term:
     # set when the term ends by stop(), resign() or a deletion of its key, which leave the
     # lease alive (it campaigns again): the lease alone would keep the term looking valid
     _ended: threading.Event = field(default_factory=threading.Event, repr=False, compare=False)
+
+    @property
+    def fencing_token(self) -> int:
+        """Deprecated name of :attr:`token` (one name for the token everywhere); removed in 0.3."""
+        warnings.warn("Term.fencing_token is now Term.token", DeprecationWarning, stacklevel=2)
+        return self.token
 
     @property
     def valid_until(self) -> float:

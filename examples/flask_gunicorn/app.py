@@ -35,7 +35,7 @@ def start_elector() -> LeaderElector:
 
     @elector.on_elected
     def start_jobs(term: Term) -> None:
-        log.warning("worker %d leads (token %d): starting the jobs", os.getpid(), term.fencing_token)
+        log.warning("worker %d leads (token %d): starting the jobs", os.getpid(), term.token)
 
     @elector.on_demoted
     def stop_jobs(term: Term, reason: DemotionReason) -> None:

@@ -97,12 +97,12 @@ def _stale_write(elector: LeaderElector, term: Term, data_key: str, history: His
         t_send = clock()
         try:
             accepted = election.fenced_txn(
-                elector.session.client, term.key.encode(), term.fencing_token, {data_key.encode(): b"stale"}, []
+                elector.session.client, term.key.encode(), term.token, {data_key.encode(): b"stale"}, []
             )
         except EtcdError as err:
-            history.log("fenced_write", token=term.fencing_token, accepted=False, stale=True, error=str(err)[:200])
+            history.log("fenced_write", token=term.token, accepted=False, stale=True, error=str(err)[:200])
             continue
-        history.log("fenced_write", token=term.fencing_token, accepted=accepted, stale=True, t_send=t_send)
+        history.log("fenced_write", token=term.token, accepted=accepted, stale=True, t_send=t_send)
         return
 
 
@@ -114,7 +114,7 @@ def _watch_term(elector: LeaderElector, stop: threading.Event, history: History)
     while not stop.wait(0.02):
         term = elector.term
         if term is None and held is not None:
-            history.log("lost", token=held.fencing_token, valid_until=held.valid_until)
+            history.log("lost", token=held.token, valid_until=held.valid_until)
         held = term
 
 
@@ -128,19 +128,19 @@ def _write_resources(
         try:
             writer.open_transaction(term)
         except Exception as err:
-            history.log("txn_open", token=term.fencing_token, error=str(err)[:200])
+            history.log("txn_open", token=term.token, error=str(err)[:200])
             return
-        history.log("txn_open", token=term.fencing_token)
+        history.log("txn_open", token=term.token)
         stop.wait(3.0)  # SIGSTOP arrives here; after SIGCONT the commit is tried
-        history.log("txn_commit", token=term.fencing_token, accepted=writer.commit_open())
+        history.log("txn_commit", token=term.token, accepted=writer.commit_open())
         return
     for resource, write in (("postgres", writer.write_postgres), ("redis", writer.write_redis)):
         try:
             write(term)
-            history.log("resource_write", resource=resource, token=term.fencing_token, accepted=True)
+            history.log("resource_write", resource=resource, token=term.token, accepted=True)
         except Exception as err:  # refused (a newer term), busy, or unreachable: not accepted
             history.log(
-                "resource_write", resource=resource, token=term.fencing_token, accepted=False, error=type(err).__name__
+                "resource_write", resource=resource, token=term.token, accepted=False, error=type(err).__name__
             )
 
 
@@ -214,15 +214,15 @@ def main(argv: list[str] | None = None) -> int:
         )
 
     def elected(term: Term) -> None:
-        history.log("elected", token=term.fencing_token, valid_until=term.valid_until, lease=term.lease_id)
+        history.log("elected", token=term.token, valid_until=term.valid_until, lease=term.lease_id)
         if slow_armed.is_set():
             slow_armed.clear()
-            history.log("slow_callback", token=term.fencing_token, seconds=args.slow_callback)
+            history.log("slow_callback", token=term.token, seconds=args.slow_callback)
             stop.wait(args.slow_callback)  # the term's work outlives the term
-            history.log("slow_callback_done", token=term.fencing_token)
+            history.log("slow_callback_done", token=term.token)
 
     elector.on_elected(elected)
-    elector.on_demoted(lambda term, reason: history.log("demoted", token=term.fencing_token, reason=str(reason)))
+    elector.on_demoted(lambda term, reason: history.log("demoted", token=term.token, reason=str(reason)))
     elector.on_leader_changed(
         lambda leader: history.log(
             "leader_changed", token=leader.token if leader else None, value=leader.value if leader else None
@@ -244,13 +244,13 @@ def main(argv: list[str] | None = None) -> int:
         while not stop.wait(PERIOD):
             now = clock()
             current = elector.term
-            ended = current is None or last_term is None or current.fencing_token != last_term.fencing_token
+            ended = current is None or last_term is None or current.token != last_term.token
             if now - last_loop > 1.0 and last_term is not None and ended:
                 # We were paused. Try the stale term's write straight at etcd: it must be rejected.
                 history.log("resumed", gap=now - last_loop, is_leader=elector.is_leader)
                 _stale_write(elector, last_term, data_key, history)
                 if writer is not None:  # and at the fences, past the local check (a bare token)
-                    _stale_resource_writes(writer, last_term.fencing_token, history)
+                    _stale_resource_writes(writer, last_term.token, history)
             last_loop = now
             if resign_asked.is_set():
                 resign_asked.clear()
@@ -263,14 +263,14 @@ def main(argv: list[str] | None = None) -> int:
                 continue
             last_term = term
             leases.add(term.lease_id)
-            history.log("act", token=term.fencing_token, valid_until=term.valid_until, t_check=t_check)
+            history.log("act", token=term.token, valid_until=term.valid_until, t_check=t_check)
             t_send = clock()
             try:
-                accepted = elector.fenced_put(data_key, f"{os.getpid()}:{term.fencing_token}", term=term)
+                accepted = elector.fenced_put(data_key, f"{os.getpid()}:{term.token}", term=term)
             except EtcdError as err:  # an unreachable etcd: the write is neither accepted nor lost
-                history.log("fenced_write", token=term.fencing_token, accepted=False, error=str(err)[:200])
+                history.log("fenced_write", token=term.token, accepted=False, error=str(err)[:200])
                 continue
-            history.log("fenced_write", token=term.fencing_token, accepted=accepted, t_send=t_send)
+            history.log("fenced_write", token=term.token, accepted=accepted, t_send=t_send)
             if writer is not None:
                 _write_resources(writer, term, history, txn_asked, stop)
     finally:

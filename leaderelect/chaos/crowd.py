@@ -52,10 +52,10 @@ def main(argv: list[str] | None = None) -> int:
         pid = base + i
 
         def elected(term: Term, pid: int = pid) -> None:
-            history.log("elected", token=term.fencing_token, valid_until=term.valid_until, pid=pid)
+            history.log("elected", token=term.token, valid_until=term.valid_until, pid=pid)
 
         def demoted(term: Term, reason: Any, pid: int = pid) -> None:
-            history.log("demoted", token=term.fencing_token, reason=str(reason), pid=pid, valid_until=term.valid_until)
+            history.log("demoted", token=term.token, reason=str(reason), pid=pid, valid_until=term.valid_until)
 
         elector.on_elected(elected)
         elector.on_demoted(demoted)

@@ -47,7 +47,7 @@ class Writer:
     def write_postgres(self, term: Term | int) -> bool:
         """One write in its own transaction; True if it committed. A bare token skips the
         local check of the term (the stale writes after a pause)."""
-        token = term if isinstance(term, int) else term.fencing_token
+        token = term if isinstance(term, int) else term.token
         try:
             with self._pg.transaction():
                 if self.guarded:
@@ -59,7 +59,7 @@ class Writer:
             raise
 
     def write_redis(self, term: Term | int) -> Any:
-        token = term if isinstance(term, int) else term.fencing_token
+        token = term if isinstance(term, int) else term.token
         if self.guarded:
             return self._redis_fence.execute(term, "RPUSH", REDIS_LOG, token)
         return self._redis.rpush(REDIS_LOG, token)
@@ -69,7 +69,7 @@ class Writer:
         self._pg.execute("SELECT 1")  # begins the transaction (psycopg is not in autocommit)
         if self.guarded:
             self._pg_fence.guard(self._pg, term)
-        self._pg.execute(f"INSERT INTO {LOG_TABLE} (token) VALUES (%s)", (term.fencing_token,))
+        self._pg.execute(f"INSERT INTO {LOG_TABLE} (token) VALUES (%s)", (term.token,))
         self._open = term
 
     def commit_open(self) -> bool:

@@ -20,13 +20,13 @@ def token_and_time_left(term: TermLike, resource: str) -> tuple[int, float | Non
         left = term.valid_for()
         if left <= 0:
             raise StaleTermError(
-                f"the term with token {term.fencing_token} is over by the local clock; "
+                f"the term with token {term.token} is over by the local clock; "
                 f"nothing was written to {resource!r}",
                 resource=resource,
-                token=term.fencing_token,
+                token=term.token,
                 seen=None,
             )
-        return term.fencing_token, left
+        return term.token, left
     if isinstance(term, bool) or not isinstance(term, int) or not 0 < term < MAX_TOKEN:
         raise TypeError(f"a fence needs a Term or a token in (0, 2**53), not {term!r}")
     return term, None

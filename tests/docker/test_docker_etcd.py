@@ -79,7 +79,7 @@ def test_paused_etcd_demotes_the_leader_before_expiry_and_it_leads_again(
         container.unpause()
         assert elector.wait_elected(TTL + 15)
         second = elector.term
-        assert second is not None and second.fencing_token > first.fencing_token and second.lease_id != first.lease_id
+        assert second is not None and second.token > first.token and second.lease_id != first.lease_id
     demotions = [args[1] for _, kind, args in recorder.events if kind == "demoted"]
     assert demotions[0] == DemotionReason.DEADLINE_PASSED
 

@@ -35,7 +35,7 @@ def test_single_candidate_wins(make_elector: ElectorFactory, name: str) -> None:
     term = elector.term
     assert term is not None
     assert term.key == f"{name}/{term.lease_id:x}"
-    assert term.fencing_token > 0
+    assert term.token > 0
     assert term.valid_until > time.monotonic()
     assert wait_until(lambda: elector.leader is not None, 5)
     assert elector.leader is not None and elector.leader.value == "solo"
@@ -86,7 +86,7 @@ def test_stop_hands_over_after_on_demoted_returned(make_elector: ElectorFactory)
     assert stop_took < 5
     assert old_rec.kinds("elected", "demoted") == ["elected", "demoted"]
     assert old_rec.last("demoted")[1][1] is DemotionReason.STOPPED
-    assert term.fencing_token > old_rec.last("elected")[1][0].fencing_token
+    assert term.token > old_rec.last("elected")[1][0].token
 
 
 def test_resign_hands_over_and_rejoins_the_queue(make_elector: ElectorFactory) -> None:
@@ -95,17 +95,17 @@ def test_resign_hands_over_and_rejoins_the_queue(make_elector: ElectorFactory) -
     assert wait_until(lambda: len(electors[0].participants()) == 2, 10)
     old = leaders(electors)[0]
     other = electors[1 - electors.index(old)]
-    old_token = old.term.fencing_token  # type: ignore[union-attr]
+    old_token = old.term.token  # type: ignore[union-attr]
     assert old.resign() is True
     assert wait_until(lambda: other.is_leader, 5)
     assert not old.is_leader
     assert wait_until(lambda: len(other.participants()) == 2, 5)  # the resigner campaigns again
-    other_token = other.term.fencing_token  # type: ignore[union-attr]
+    other_token = other.term.token  # type: ignore[union-attr]
     assert other_token > old_token
     # and takes over again, with a new key and a higher token, when the other one resigns
     assert other.resign() is True
     assert wait_until(lambda: old.is_leader, 5)
-    assert old.term.fencing_token > other_token  # type: ignore[union-attr]
+    assert old.term.token > other_token  # type: ignore[union-attr]
 
 
 def test_resign_when_not_leader_returns_false(make_elector: ElectorFactory) -> None:
@@ -160,7 +160,7 @@ def test_fenced_writes_are_rejected_after_the_term(make_elector: ElectorFactory,
     from leaderelect import election
 
     assert not election.fenced_txn(
-        a._session.client, term.key.encode(), term.fencing_token, {f"{name}-data/x".encode(): b"stale"}, []
+        a._session.client, term.key.encode(), term.token, {f"{name}-data/x".encode(): b"stale"}, []
     )
     assert etcd3_client.get(f"{name}-data/x")[0] is None
     assert b.fenced_put(f"{name}-data/x", "fresh")
@@ -182,7 +182,7 @@ def test_lease_revoked_by_another_client_demotes_and_campaigns_anew(
     new = elector.term
     assert new is not None
     assert new.lease_id != old.lease_id
-    assert new.fencing_token > old.fencing_token
+    assert new.token > old.token
 
 
 def test_raising_callbacks_are_harmless(make_elector: ElectorFactory, caplog: pytest.LogCaptureFixture) -> None:
@@ -388,7 +388,7 @@ def test_etcd_restart_unknown_leader_then_a_leader_again(fresh_etcd: EtcdServer,
         fresh_etcd.start()
         assert wait_until(lambda: elector.is_leader, 15)
         new = elector.term
-        assert new is not None and new.lease_id != old.lease_id and new.fencing_token > old.fencing_token
+        assert new is not None and new.lease_id != old.lease_id and new.token > old.token
     assert rec.kinds("elected", "demoted") == ["elected", "demoted", "elected", "demoted"]
     reasons = [a[1] for _, k, a in rec.events if k == "demoted"]
     assert reasons == [DemotionReason.DEADLINE_PASSED, DemotionReason.STOPPED]

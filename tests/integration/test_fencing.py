@@ -35,7 +35,7 @@ def fence(postgres_server: PostgresServer, name: str) -> Iterator[PostgresFence]
 
 
 def guarded_write(dsn: str, fence: PostgresFence, term: Any, note: str) -> None:
-    token = term if isinstance(term, int) else term.fencing_token
+    token = term if isinstance(term, int) else term.token
     with psycopg.connect(dsn) as conn, conn.transaction():
         fence.guard(conn, term)
         conn.execute("INSERT INTO fenced_log VALUES (%s, %s, %s)", (fence.resource, token, note))
@@ -150,8 +150,8 @@ _PAUSED_LEADER = textwrap.dedent(
     conn = psycopg.connect(dsn)
     conn.execute("SELECT 1")  # the transaction begins
     fence.guard(conn, term)
-    conn.execute("INSERT INTO fenced_log VALUES (%s, %s, 'old leader, paused')", (name, term.fencing_token))
-    print("guarded", term.fencing_token, flush=True)
+    conn.execute("INSERT INTO fenced_log VALUES (%s, %s, 'old leader, paused')", (name, term.token))
+    print("guarded", term.token, flush=True)
     sys.stdin.readline()  # SIGSTOP comes here; SIGCONT, then a line, after the successor wrote
     try:
         conn.commit()
@@ -184,7 +184,7 @@ def test_a_leader_paused_inside_a_guarded_transaction_never_commits(
         successor = make_elector("successor", name=name).start()
         assert successor.wait_elected(15)  # the old lease expired on the server
         term = successor.term
-        assert term is not None and term.fencing_token > old_token
+        assert term is not None and term.token > old_token
         t0 = time.monotonic()
         guarded_write(postgres_server.dsn, fence, term, "successor")  # waits for the old session's end
         assert time.monotonic() - t0 < 5
@@ -193,7 +193,7 @@ def test_a_leader_paused_inside_a_guarded_transaction_never_commits(
         old.stdin.flush()
         outcome = old.stdout.readline().strip()
         assert outcome.startswith("commit failed"), outcome
-        assert log_of(postgres_server.dsn, fence.resource) == [(term.fencing_token, "successor")]
+        assert log_of(postgres_server.dsn, fence.resource) == [(term.token, "successor")]
     finally:
         os.kill(old.pid, signal.SIGCONT)
         old.kill()

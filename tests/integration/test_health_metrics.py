@@ -29,7 +29,7 @@ def test_health_follows_the_elector(make_elector: ElectorFactory) -> None:
     assert elector.wait_elected(5)
     assert wait_until(lambda: client.get("/health").status_code == 200, 5)
     body = client.get("/health").json
-    assert body["role"] == "leader" and body["token"] == elector.term.fencing_token  # type: ignore[union-attr]
+    assert body["role"] == "leader" and body["token"] == elector.term.token  # type: ignore[union-attr]
     assert 0 < body["valid_for"] <= 2 and 0 <= body["last_renewal_age"] < 1
     assert body["leader"] == elector.value and body["leader_known"] is True
 

@@ -72,7 +72,7 @@ def test_go_leader_then_python_candidate(
     assert queue_[0].key == lines[-2]
     go.stop()
     assert py.wait_elected(5)
-    assert py.term is not None and py.term.fencing_token > queue_[0].token
+    assert py.term is not None and py.term.token > queue_[0].token
 
 
 def test_python_leader_then_go_candidate_and_observer(

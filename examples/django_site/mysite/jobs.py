@@ -9,7 +9,7 @@ log = logging.getLogger("mysite")
 
 
 def start(term: Term) -> None:
-    log.info("process %d leads (token %d): starting the jobs", os.getpid(), term.fencing_token)
+    log.info("process %d leads (token %d): starting the jobs", os.getpid(), term.token)
 
 
 def stop(term: Term, reason: DemotionReason) -> None:

@@ -45,7 +45,7 @@ def main() -> None:
         except NotLeaderError:
             client.rpush(f"{name}:not-leader", json.dumps(record))
             return
-        record["token"] = term.fencing_token
+        record["token"] = term.token
         try:
             fence.execute(term, "RPUSH", f"{name}:ticks", json.dumps(record))
         except StaleTermError:

@@ -25,7 +25,7 @@ class Command(BaseCommand):
 
         @elector.on_elected
         def say_elected(term: Any) -> None:
-            self.stdout.write(f"leaderelect: elected in {elector.name!r}, token {term.fencing_token}")
+            self.stdout.write(f"leaderelect: elected in {elector.name!r}, token {term.token}")
             self.stdout.flush()
 
         @elector.on_demoted
