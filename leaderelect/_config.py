@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import math
 import os
 import socket
@@ -58,20 +59,19 @@ def default_guard(ttl: int) -> float:
     return max(0.5, 0.1 * ttl)
 
 
-_unsafe_guard_allowed = False
+_unsafe_guard = contextvars.ContextVar("leaderelect_unsafe_guard", default=False)
 
 
 @contextlib.contextmanager
 def allowing_unsafe_guard() -> Iterator[None]:
-    """Within this block, a negative ``guard`` is accepted: a test-only knob, not part of any
-    signature, that the chaos checker's negative control uses (in a process of its own) to
-    prove the checker can fail."""
-    global _unsafe_guard_allowed
-    _unsafe_guard_allowed = True
+    """Within this block (in this thread or task only), a negative ``guard`` is accepted: a
+    test-only knob, not part of any signature, that the chaos checker's negative control
+    uses to prove the checker can fail."""
+    reset = _unsafe_guard.set(True)
     try:
         yield
     finally:
-        _unsafe_guard_allowed = False
+        _unsafe_guard.reset(reset)
 
 
 def check_guard(ttl: int, guard: Any) -> float:
@@ -82,7 +82,7 @@ def check_guard(ttl: int, guard: Any) -> float:
     """
     if guard is None:
         return default_guard(ttl)
-    value = check_number("guard", guard, allow_zero=True, allow_negative=_unsafe_guard_allowed)
+    value = check_number("guard", guard, allow_zero=True, allow_negative=_unsafe_guard.get())
     if value >= ttl * 2 / 3:
         raise ConfigurationError(
             f"guard {value} s leaves no renewal window in a {ttl} s lease "

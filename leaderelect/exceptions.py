@@ -32,7 +32,8 @@ class ElectorStateError(LeaderElectError, RuntimeError):
 
 
 class NotLeaderError(LeaderElectError):
-    """A leader-only operation was attempted without (or after losing) leadership."""
+    """A leader-only operation was called while this process does not lead (a write that
+    finds its term over returns False instead)."""
 
 
 class StaleTermError(LeaderElectError):

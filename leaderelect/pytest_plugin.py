@@ -38,7 +38,7 @@ Fixtures:
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Callable, TypeVar
 
 import pytest
 
@@ -97,6 +97,9 @@ def etcd_fault_proxy(request: pytest.FixtureRequest) -> Iterator[Callable[..., F
         proxy.close()
 
 
+_S = TypeVar("_S")
+
+
 def _missing(reason: str) -> None:
     import os
 
@@ -105,23 +108,26 @@ def _missing(reason: str) -> None:
     pytest.skip(reason)
 
 
-def _serve(kind: str) -> Iterator[Any]:
-    """Start the throwaway server *kind* (a class of ``leaderelect.testing``) for the session."""
-    import leaderelect.testing
-
+def _serve(server_class: Callable[[], _S]) -> Iterator[_S]:
+    """Start a throwaway server for the session (skipped, or failed under
+    ``LEADERELECT_REQUIRE_SERVERS``, when its binaries are missing)."""
     try:
-        server = getattr(leaderelect.testing, kind)()
+        server = server_class()
     except FileNotFoundError as err:
         _missing(str(err))
-    with server:
+    with server:  # type: ignore[attr-defined]
         yield server
 
 
 @pytest.fixture(scope="session")
 def postgres_server() -> Iterator[PostgresServer]:
-    yield from _serve("PostgresServer")
+    from leaderelect.testing import PostgresServer
+
+    yield from _serve(PostgresServer)
 
 
 @pytest.fixture(scope="session")
 def redis_server() -> Iterator[RedisServer]:
-    yield from _serve("RedisServer")
+    from leaderelect.testing import RedisServer
+
+    yield from _serve(RedisServer)

@@ -61,8 +61,6 @@ def _serialize(message: Message) -> bytes:
     return message.SerializeToString()
 
 
-
-
 class StreamHost(Protocol):
     """What a watch stream asks of the client whose connection it runs on."""
 

@@ -92,7 +92,7 @@ class Node:
         self.dispatch: deque[Deliver] = deque()
         self.dispatching = False
         self.term: TermRecord | None = None
-        #: per incarnation: the callbacks as they ran ("elected"/"demoted", token)
+        #: per incarnation: on_elected/on_demoted as the core handed them over ("elected"/"demoted", token)
         self.callbacks: list[list[tuple[str, int]]] = []
         self.stop_asked: float | None = None
         self.finished_at: list[float | None] = []

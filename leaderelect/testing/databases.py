@@ -74,21 +74,24 @@ def _wait_for_port(port: int, proc: subprocess.Popen[bytes], what: str, timeout:
 
 
 if TYPE_CHECKING:  # pragma: no cover
-    from typing_extensions import Self
+    from typing import Self
 
 
 class _Server:
     """A throwaway server process with a temporary folder: start() (a failed start leaves
     nothing behind), close(), and use as a context manager."""
 
-    #: how to ask the process to stop before it is killed
+    #: how to ask the process to stop, and how long to wait before it is killed
     stop_signal = signal.SIGTERM
+    stop_wait = 10.0
+    #: seconds start() waits for the server to answer, unless told otherwise
+    start_timeout = 30.0
     data_dir: str
     proc: subprocess.Popen[bytes] | None
 
-    def start(self, timeout: float = 60.0) -> Self:
+    def start(self, timeout: float | None = None) -> Self:
         try:
-            self._start(timeout)
+            self._start(self.start_timeout if timeout is None else timeout)
         except BaseException:
             self.close()  # no process or folder left behind by a failed start
             raise
@@ -101,7 +104,7 @@ class _Server:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.send_signal(self.stop_signal)
             try:
-                self.proc.wait(20)
+                self.proc.wait(self.stop_wait)
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait(10)
@@ -125,6 +128,8 @@ class PostgresServer(_Server):
     """
 
     stop_signal = signal.SIGINT  # fast shutdown
+    stop_wait = 20.0
+    start_timeout = 60.0
 
     def __init__(self, *, port: int | None = None, settings: dict[str, str] | None = None) -> None:
         self.bin = find_postgres()
@@ -143,7 +148,6 @@ class PostgresServer(_Server):
     def url(self) -> str:
         """An SQLAlchemy URL (psycopg 3 driver)."""
         return f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/test"
-
 
     def _start(self, timeout: float) -> None:
         data = os.path.join(self.data_dir, "data")
@@ -202,7 +206,6 @@ class PostgresServer(_Server):
             time.sleep(0.1)
 
 
-
 def _as_postgres_user() -> dict[str, Any]:
     """PostgreSQL refuses to run as root: as root, run it as an unprivileged user."""
     if not hasattr(os, "geteuid") or os.geteuid() != 0:
@@ -238,7 +241,6 @@ class RedisServer(_Server):
     def url(self) -> str:
         return f"redis://127.0.0.1:{self.port}/0"
 
-
     def _start(self, timeout: float) -> None:
         with open(self._log, "ab") as log:
             self.proc = subprocess.Popen(
@@ -262,4 +264,3 @@ class RedisServer(_Server):
                 stdin=subprocess.DEVNULL,
             )
         _wait_for_port(self.port, self.proc, "redis-server", timeout, self._log)
-

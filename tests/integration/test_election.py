@@ -134,7 +134,7 @@ def test_proclaim_changes_the_value_observers_see(make_elector: ElectorFactory) 
     rec = Recorder(watcher)
     watcher.start()
     assert wait_until(lambda: watcher.leader is not None and watcher.leader.value == "old", 5)
-    leader.proclaim("new")
+    assert leader.proclaim("new")
     assert wait_until(lambda: watcher.leader is not None and watcher.leader.value == "new", 5)
     assert wait_until(lambda: any(k == "leader_changed" and a[0] and a[0].value == "new" for _, k, a in rec.events), 5)
     with pytest.raises(NotLeaderError):

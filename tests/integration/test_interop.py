@@ -87,7 +87,7 @@ def test_python_leader_then_go_candidate_and_observer(
     etcdctl.append(go)
     assert wait_until(lambda: len(py.participants()) == 2, 10)
     assert go.lines.empty()  # the Go candidate waits behind us
-    py.proclaim("py-proclaimed")
+    assert py.proclaim("py-proclaimed")
     observer.expect("py-proclaimed")
     py.stop()
     go.expect("go-proposal")  # elected after our key went away

@@ -73,7 +73,7 @@ def test_auth_and_reauthentication_when_the_token_expires(auth_etcd: EtcdServer,
         token_before = elector._session.client._token
         assert token_before
         time.sleep(2.5)  # the token expires on the server
-        elector.proclaim("still me")  # needs a valid token: re-authenticates and retries once
+        assert elector.proclaim("still me")  # needs a valid token: re-authenticates and retries once
         assert [c.value for c in elector.participants()] == ["still me"]
         assert elector._session.client._token not in (None, token_before)
         assert elector.is_leader
