@@ -12,11 +12,12 @@ import enum
 import logging
 import queue
 import threading
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, NamedTuple, Union
 
 from leaderelect import election
 from leaderelect._retry import retrying
 from leaderelect.core.base import min_lease
+from leaderelect.core.lease import LeaseEnd
 from leaderelect.core.queue import View
 from leaderelect.exceptions import EtcdError, LeaseExpiredError
 from leaderelect.session import Lease
@@ -26,6 +27,33 @@ if TYPE_CHECKING:
     from leaderelect.elector import LeaderElector
 
 log = logging.getLogger(__name__)
+
+
+class Stop(NamedTuple):
+    """stop() was called (the stop event is set too)."""
+
+
+class ViewChanged(NamedTuple):
+    """The observer published a view that may concern our key."""
+
+
+class LeaseChanged(NamedTuple):
+    """The session granted or lost a lease (``session.LEASE_GRANTED`` / ``LEASE_LOST``)."""
+
+    kind: str
+    lease: Lease
+
+
+class Resign(NamedTuple):
+    """resign(): step down, cool down; *result* gets True if this process led, then *done* is set."""
+
+    cooldown: float
+    done: threading.Event
+    result: list[bool]
+
+
+#: what the campaign thread's inbox carries
+Message = Union[Stop, ViewChanged, LeaseChanged, Resign]
 
 
 class _Turn(enum.Enum):
@@ -114,22 +142,22 @@ class Campaign:
                 except Exception:  # a bug must not leave a dead thread or a live term: say it, go on
                     log.exception("[%s] campaign failed; campaigning anew in 1 s", self._name)
                     self._e._end_term(DemotionReason.LEASE_LOST)
-                    self._session.abandon(lease, "campaign error")
+                    self._session.abandon(lease, LeaseEnd.ERROR)
                     self._e._stop_event.wait(1.0)
         finally:
             if last is not None and not self._e._owns_session:
                 self._withdraw(last, self._token)
             self._e._finish()
 
-    def _next(self, timeout: float | None) -> tuple[Any, ...] | None:
+    def _next(self, timeout: float | None) -> Message | None:
         """Take one message (None on timeout); answer a resign that finds no term."""
         try:
             msg = self._e._inbox.get(timeout=timeout)
         except queue.Empty:
             return None
-        if msg[0] == "resign" and self._e._term is None:
-            msg[3].append(False)
-            msg[2].set()
+        if isinstance(msg, Resign) and self._e._term is None:
+            msg.result.append(False)
+            msg.done.set()
         return msg
 
     def _join(self, lease: Lease) -> int | None:
@@ -143,7 +171,7 @@ class Campaign:
                         self._client, self._name, lease.id, self._e._value, timeout=self._timeout(lease)
                     )
         except LeaseExpiredError:
-            self._session.abandon(lease, "etcd no longer knows the lease")
+            self._session.abandon(lease, LeaseEnd.UNKNOWN_TO_ETCD)
         except EtcdError:
             pass  # stopped while etcd was unreachable
         return None
@@ -204,21 +232,20 @@ class Campaign:
             msg = self._next(remaining + self._session.ttl)
             if msg is None:
                 continue
-            if msg[0] == "view":
+            if isinstance(msg, ViewChanged):
                 pos = self._e._observer.position(key.decode(), token)
                 if pos.known and pos.revision >= token and not pos.present:
                     reason = _why_ended(lease, DemotionReason.KEY_DELETED)
                     break
-            elif msg[0] == "resign":
-                _, cooldown, done, result = msg
+            elif isinstance(msg, Resign):
                 self._step_down(lease, token, DemotionReason.RESIGNED)
-                self._cooldown_until = self._clock() + cooldown
-                result.append(True)
-                done.set()
+                self._cooldown_until = self._clock() + msg.cooldown
+                msg.result.append(True)
+                msg.done.set()
                 return
         # An involuntary end: this lease's term is over for good; a new lease follows.
         self._e._end_term(reason)
-        self._session.abandon(lease, f"term ended: {reason}")
+        self._session.abandon(lease, LeaseEnd.TERM_ENDED)
 
     def _step_down(self, lease: Lease, token: int, reason: DemotionReason) -> None:
         """Demote, let on_demoted finish (bounded), then delete the key for the successor."""
@@ -235,7 +262,7 @@ class Campaign:
             except EtcdError as err:
                 log.warning("[%s] deleting the leader key failed: %s", self._name, err)
         # The key may survive: never adopt it again (that would resume the term).
-        self._session.abandon(lease, "could not delete the leader key")
+        self._session.abandon(lease, LeaseEnd.KEY_NOT_DELETED)
 
     def _withdraw(self, lease: Lease, token: int | None) -> None:
         """Remove our key from a shared session's election on stop; if etcd cannot be
@@ -255,7 +282,7 @@ def _why_ended(lease: Lease, otherwise: DemotionReason) -> DemotionReason:
     *otherwise*. After a pause the key's deletion (its lease expired on the server) can reach
     the campaign thread before the session's timer does; the cause is still the deadline."""
     lost = lease.lost_reason
-    if lease.remaining() <= 0 or "deadline" in (lost or ""):
+    if lease.remaining() <= 0 or lost is LeaseEnd.DEADLINE:
         return DemotionReason.DEADLINE_PASSED
     if lost is not None:
         return DemotionReason.LEASE_LOST

@@ -40,7 +40,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any, Callable, TypeVar
 
 from leaderelect import _clock, _config, _observer, election
-from leaderelect._campaign import Campaign
+from leaderelect._campaign import Campaign, LeaseChanged, Message, Resign, Stop, ViewChanged
 from leaderelect._dispatch import Dispatcher
 from leaderelect._observer import NoObserver, Observer
 from leaderelect.core.queue import View
@@ -161,7 +161,7 @@ class LeaderElector:
         self._term: Term | None = None
         self._callbacks: dict[str, list[Callable[..., Any]]] = {"elected": [], "demoted": [], "leader_changed": []}
         self._dispatcher = Dispatcher(self.name, slow_after=self.ttl / 3, clock=self._clock)
-        self._inbox: queue.Queue[tuple[Any, ...]] = queue.Queue()
+        self._inbox: queue.Queue[Message] = queue.Queue()
         self._stop_event = threading.Event()
         self._stop_reason: DemotionReason | None = None  # why a leader's term ends on stop
         self._stats_hooks: list[Callable[[str, float], None]] = []
@@ -327,7 +327,7 @@ class LeaderElector:
         if state in (_NEW, _STOPPED):
             return _no_wait
         self._stop_event.set()
-        self._inbox.put(("stop",))
+        self._inbox.put(Stop())
         if self._dispatcher.in_dispatcher() or self._campaign.is_current_thread():
             return _no_wait
 
@@ -586,7 +586,7 @@ class LeaderElector:
                 raise ElectorStateError(f"elector {self.name!r} is not running (state: {self._state})")
         done = threading.Event()
         result: list[bool] = []
-        self._inbox.put(("resign", cooldown, done, result))
+        self._inbox.put(Resign(cooldown, done, result))
         if self._dispatcher.in_dispatcher():
             return self._term is not None
         done.wait(timeout if timeout is not None else self.demote_timeout + 4 * self._session.call_timeout + 2)
@@ -600,7 +600,7 @@ class LeaderElector:
     # -- events from the session and the observer (their threads; never block) ---------------
 
     def _on_lease(self, kind: str, lease: Any) -> None:
-        self._inbox.put(("lease", kind, lease))
+        self._inbox.put(LeaseChanged(kind, lease))
 
     def _on_view(self, view: View) -> None:
         leader = view.leader if view.known else None
@@ -612,7 +612,7 @@ class LeaderElector:
             log.info("[%s] leader changed: %s", self.name, leader if leader else "none or unknown")
             self._fire("leader_changed", leader)
         if known_changed or self._campaign.cares(view):
-            self._inbox.put(("view",))
+            self._inbox.put(ViewChanged())
 
     # -- used by the campaign thread -----------------------------------------------------------
 

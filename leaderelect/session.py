@@ -22,6 +22,7 @@ from leaderelect import _clock, _config
 from leaderelect._etcd import EtcdClient
 from leaderelect._retry import retrying
 from leaderelect._withdrawals import Withdrawals
+from leaderelect.core.lease import LeaseEnd
 from leaderelect.exceptions import ConfigurationError, ElectorStateError, EtcdError, LeaseExpiredError
 
 log = logging.getLogger(__name__)
@@ -49,7 +50,7 @@ class Lease:
         self.ttl = ttl
         self._valid_until = valid_until
         self._clock = clock
-        self._lost_reason: str | None = None
+        self._lost_reason: LeaseEnd | None = None
         self._pid = os.getpid()
         self._lock = threading.Lock()
         #: :func:`leaderelect.clock` when the last successful renewal (or the grant) was sent
@@ -62,7 +63,8 @@ class Lease:
             return self._valid_until
 
     @property
-    def lost_reason(self) -> str | None:
+    def lost_reason(self) -> LeaseEnd | None:
+        """Why the lease was given up (None while it is not); a :class:`LeaseEnd`."""
         with self._lock:
             return self._lost_reason
 
@@ -77,7 +79,7 @@ class Lease:
                 if sent_at is not None:
                     self.renewed_at = sent_at
 
-    def lose(self, reason: str) -> bool:
+    def lose(self, reason: LeaseEnd) -> bool:
         """Mark the lease lost for good; True the first time."""
         with self._lock:
             if self._lost_reason is not None:
@@ -239,7 +241,7 @@ class Session:
             thread.join(timeout if timeout is not None else self.call_timeout * 2 + 1)
         lease = self._lease
         if lease is not None:
-            lease.lose("session closed")
+            lease.lose(LeaseEnd.CLOSED)
             self._to_revoke.add(lease.id)
         self._revoke_pending(final=True)
         self.client.close()
@@ -312,7 +314,7 @@ class Session:
             if listener in self._listeners:
                 self._listeners.remove(listener)
 
-    def abandon(self, lease: Lease, reason: str) -> None:
+    def abandon(self, lease: Lease, reason: LeaseEnd) -> None:
         """Give *lease* up for good (its term is over); a new lease follows."""
         if lease.lose(reason):
             log.info("[%s] lease %x abandoned: %s", self.name, lease.id, reason)
@@ -338,7 +340,7 @@ class Session:
             except Exception:  # a bug must not leave a silently dead thread: say it, go on
                 log.exception("[%s] session failed; a new lease follows in 1 s", self.name)
                 if lease is not None:
-                    self._lose(lease, "session error")
+                    self._lose(lease, LeaseEnd.ERROR)
                 if self._stop.wait(1.0):
                     return
             if lease is not None:
@@ -373,7 +375,7 @@ class Session:
                 return
             now = self._clock()
             if now >= lease.valid_until:
-                self._lose(lease, "deadline passed without renewal")
+                self._lose(lease, LeaseEnd.DEADLINE)
                 return
             if now < next_at:
                 # Wake at the next renewal, or at the deadline, whichever is first.
@@ -399,11 +401,11 @@ class Session:
                 next_at = self._clock() + min(0.25, max(0.02, lease.remaining() / 10))
                 continue
             if ttl <= 0:
-                self._lose(lease, "lease expired on the server")
+                self._lose(lease, LeaseEnd.EXPIRED)
                 return
             lease.extend(t_send + ttl - self.guard, sent_at=t_send)
             if not lease.alive():  # answered after the deadline: too late (see Lease.extend)
-                self._lose(lease, "deadline passed without renewal")
+                self._lose(lease, LeaseEnd.DEADLINE)
                 return
             next_at = t_send + interval
             with self._lock:
@@ -415,7 +417,7 @@ class Session:
                     log.exception("[%s] stats hook failed", self.name)
             log.debug("[%s] lease %x renewed, %.3f s left", self.name, lease.id, lease.remaining())
 
-    def _lose(self, lease: Lease, reason: str) -> None:
+    def _lose(self, lease: Lease, reason: LeaseEnd) -> None:
         if lease.lose(reason):
             log.warning("[%s] lease %x lost: %s", self.name, lease.id, reason)
             self._notify(LEASE_LOST, lease)

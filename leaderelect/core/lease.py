@@ -25,6 +25,11 @@ class LeaseEnd(str, enum.Enum):
     TERM_ENDED = "term ended"
     KEY_NOT_DELETED = "could not delete the leader key"
     CLOSED = "session closed"
+    #: a bug was caught (logged) and the lease given up, to be safe
+    ERROR = "internal error"
+
+    def __str__(self) -> str:
+        return self.value
 
 
 class LeaseState:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from leaderelect.core.lease import LeaseEnd
 from leaderelect.session import Lease
 
 
@@ -36,9 +37,9 @@ def test_extend_moves_forward_only() -> None:
 def test_lost_is_final() -> None:
     clock = FakeClock()
     lease = Lease(1, 2, 101.5, clock)
-    assert lease.lose("deadline passed")
-    assert not lease.lose("again")
-    assert lease.lost_reason == "deadline passed"
+    assert lease.lose(LeaseEnd.DEADLINE)
+    assert not lease.lose(LeaseEnd.EXPIRED)
+    assert lease.lost_reason is LeaseEnd.DEADLINE
     lease.extend(200.0)  # a renewal answer after the loss never revives it
     assert lease.valid_until == 101.5
     assert not lease.alive()
@@ -72,10 +73,10 @@ def test_why_a_term_ended_puts_the_deadline_first() -> None:
     clock.now = 101.6  # resumed after a pause: the deletion seen now was caused by our deadline
     assert _why_ended(lease, DemotionReason.KEY_DELETED) == DemotionReason.DEADLINE_PASSED
     revoked = Lease(2, 2, 101.5, FakeClock())
-    revoked.lose("lease expired on the server")
+    revoked.lose(LeaseEnd.EXPIRED)
     assert _why_ended(revoked, DemotionReason.KEY_DELETED) == DemotionReason.LEASE_LOST
     late = Lease(3, 2, 101.5, FakeClock())
-    late.lose("deadline passed without renewal")
+    late.lose(LeaseEnd.DEADLINE)
     assert _why_ended(late, DemotionReason.LEASE_LOST) == DemotionReason.DEADLINE_PASSED
 
 
