@@ -24,10 +24,12 @@ Leader = Candidate
 
 
 def prefix(name: str) -> bytes:
+    """The key prefix of election *name*: ``<name>/``."""
     return name.encode() + b"/"
 
 
 def candidate_key(name: str, lease_id: int) -> bytes:
+    """The candidate key of *lease_id* in election *name*: ``<name>/<lease id in hex>``."""
     return prefix(name) + format(lease_id, "x").encode()
 
 

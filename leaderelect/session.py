@@ -99,6 +99,7 @@ class Lease:
             return self._lost_reason is None and self._clock() < self._valid_until
 
     def remaining(self) -> float:
+        """Seconds left before the local deadline now (negative once it passed)."""
         return self.valid_until - self._clock()
 
     def __repr__(self) -> str:
@@ -184,6 +185,7 @@ class Session:
     # -- lifecycle ----------------------------------------------------------------------
 
     def check_pid(self) -> None:
+        """Raise ElectorStateError if used in a process other than the one that created it (after fork())."""
         if os.getpid() != self._pid:
             raise ElectorStateError(
                 f"session {self.name!r} was created in process {self._pid} and used in {os.getpid()} "
@@ -255,6 +257,7 @@ class Session:
 
     @property
     def closed(self) -> bool:
+        """True once close() finished."""
         return self._closed
 
     # -- what the elections use -----------------------------------------------------------
@@ -280,6 +283,7 @@ class Session:
             self._names[name] = stopper
 
     def release(self, name: str) -> None:
+        """Internal: free election *name* (its elector stopped)."""
         with self._lock:
             self._names.pop(name, None)
 
@@ -294,6 +298,7 @@ class Session:
         self._withdrawals.cancel(name)
 
     def remove_stats_hook(self, hook: StatsHook) -> None:
+        """Stop calling *hook* (added with add_stats_hook)."""
         with self._lock:
             if hook in self._stats_hooks:
                 self._stats_hooks.remove(hook)
@@ -310,6 +315,7 @@ class Session:
             self._stats_hooks.append(hook)
 
     def unsubscribe(self, listener: Listener) -> None:
+        """Internal: stop calling *listener* (added with subscribe)."""
         with self._lock:
             if listener in self._listeners:
                 self._listeners.remove(listener)

@@ -104,6 +104,7 @@ def get_elector() -> LeaderElector | None:
 
 
 def stop() -> None:
+    """Stop this process's elector, if started (resigns first if it leads); idempotent."""
     global _current
     with _lock:
         elector = get_elector()

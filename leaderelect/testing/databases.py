@@ -142,6 +142,7 @@ class PostgresServer(_Server):
 
     @property
     def dsn(self) -> str:
+        """A libpq connection string to the ``test`` database as ``postgres``."""
         return f"host=127.0.0.1 port={self.port} user=postgres dbname=test"
 
     @property
@@ -239,6 +240,7 @@ class RedisServer(_Server):
 
     @property
     def url(self) -> str:
+        """A ``redis://`` URL to database 0."""
         return f"redis://127.0.0.1:{self.port}/0"
 
     def _start(self, timeout: float) -> None:

@@ -81,13 +81,16 @@ class EtcdServer:
 
     @property
     def endpoint(self) -> str:
+        """``host:port`` of its client URL."""
         return f"{self.listen_host}:{self.client_port}"
 
     @property
     def peer_url(self) -> str:
+        """Its raft peer URL."""
         return f"http://127.0.0.1:{self.peer_port}"
 
     def command(self) -> list[str]:
+        """The etcd command line this server runs."""
         scheme = "https" if self.tls else "http"
         client_url = f"{scheme}://{self.listen_host}:{self.client_port}"
         listen_urls = client_url
@@ -140,6 +143,7 @@ class EtcdServer:
             self.proc = subprocess.Popen(self.command(), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
 
     def start(self, timeout: float = 30.0) -> EtcdServer:
+        """Start the server and wait until it answers; returns self."""
         self.launch()
         self.wait_ready(timeout)
         return self
@@ -197,6 +201,7 @@ class EtcdServer:
             threading.Event().wait(0.1)
 
     def signal(self, sig: int) -> None:
+        """Send *sig* to the server process."""
         if self.proc is not None and self.proc.poll() is None:
             self.proc.send_signal(sig)
 
@@ -207,20 +212,25 @@ class EtcdServer:
             self.proc.wait(10)
 
     def pause(self) -> None:
+        """SIGSTOP the server (a frozen member)."""
         self.signal(signal.SIGSTOP)
 
     def resume(self) -> None:
+        """SIGCONT the server."""
         self.signal(signal.SIGCONT)
 
     def restart(self, timeout: float = 30.0) -> None:
+        """Kill the server (as a crash would) and start it again on its ports and data."""
         self.kill()
         self.start(timeout)
 
     @property
     def running(self) -> bool:
+        """Whether the process is alive."""
         return self.proc is not None and self.proc.poll() is None
 
     def close(self) -> None:
+        """Stop the server and remove its data folder."""
         if self.proc is not None and self.proc.poll() is None:
             self.resume()
             self.proc.terminate()
@@ -262,9 +272,11 @@ class EtcdCluster:
 
     @property
     def endpoints(self) -> str:
+        """Every member's ``host:port``, comma-separated (for ``endpoints=``)."""
         return ",".join(m.endpoint for m in self.members)
 
     def start(self, timeout: float = 60.0) -> EtcdCluster:
+        """Start every member and wait for a raft leader; returns self."""
         for member in self.members:
             member.launch()
         for member in self.members:
@@ -368,6 +380,7 @@ class EtcdCluster:
         return int(revision)
 
     def close(self) -> None:
+        """Stop every member and remove their data."""
         for member in self.members:
             member.close()
         shutil.rmtree(self.data_dir, ignore_errors=True)

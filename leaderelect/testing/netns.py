@@ -49,20 +49,24 @@ class NetnsPair:
         subprocess.run(["ip", *args], check=True, capture_output=True, timeout=10)
 
     def exec_prefix(self, ns: str) -> list[str]:
+        """The command prefix that runs a program inside namespace *ns*."""
         return ["ip", "netns", "exec", ns]
 
     def _iptables(self, *args: str) -> None:
         subprocess.run([*self.exec_prefix(self.client), "iptables", *args], check=True, capture_output=True, timeout=10)
 
     def partition(self) -> None:
+        """Drop all traffic between the client namespace and the server's address."""
         self._iptables("-A", "OUTPUT", "-d", self.server_ip, "-j", "DROP")
         self._iptables("-A", "INPUT", "-s", self.server_ip, "-j", "DROP")
 
     def heal(self) -> None:
+        """Let that traffic through again."""
         self._iptables("-F", "OUTPUT")
         self._iptables("-F", "INPUT")
 
     def close(self) -> None:
+        """Remove the namespace, its link and its rules."""
         # Deleting a namespace removes its veth end, its rules and its addresses with it.
         for ns in self._created:
             subprocess.run(["ip", "netns", "del", ns], capture_output=True, timeout=10, check=False)

@@ -39,6 +39,7 @@ class FaultProxy:
 
     @property
     def endpoint(self) -> str:
+        """``host:port`` to give the client instead of the real endpoint."""
         return f"127.0.0.1:{self.port}"
 
     def _spawn(self, target: Any, what: str, *args: Any) -> None:
@@ -49,6 +50,8 @@ class FaultProxy:
         thread.start()
 
     def set_mode(self, mode: str, latency: float = 0.0) -> None:
+        """What happens to traffic from now on: "pass", "blackhole" (held silently) or "reset"
+        (connections closed); *latency*: seconds added to what passes."""
         if mode not in ("pass", "blackhole", "reset"):
             raise ValueError(f"unknown mode {mode!r}")
         self.mode, self.latency = mode, latency
@@ -130,6 +133,7 @@ class FaultProxy:
                 sock.close()
 
     def close(self) -> None:
+        """Stop forwarding and close every connection."""
         self._closed.set()
         self._flowing.set()
         self._reset_all()
