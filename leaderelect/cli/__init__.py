@@ -71,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=level, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
     try:
         if args.command == "demo":
-            from leaderelect._demo import run_demo
+            from leaderelect.cli.demo import run_demo
 
             return run_demo(args.ttl)
         if args.command == "status":
@@ -90,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from leaderelect._run import Runner
+    from leaderelect.cli.run import Runner
 
     command = args.cmd
     if not command:
