@@ -112,7 +112,7 @@ class LeaderElector:
     ) -> None:
         self.name = _config.check_name(name)
         self._value = _config.check_value(value)
-        connection = dict(
+        connection: dict[str, Any] = dict(
             endpoints=endpoints,
             ttl=ttl,
             guard=guard,
@@ -132,20 +132,9 @@ class LeaderElector:
                 raise ConfigurationError(f"session must be a leaderelect.Session, not {type(session).__name__}")
             self._session, self._owns_session = session, False
         else:
-            self._session = Session(
-                endpoints,
-                ttl=10 if ttl is None else ttl,
-                guard=guard,
-                call_timeout=2.0 if call_timeout is None else call_timeout,
-                tls_ca=tls_ca,
-                tls_cert=tls_cert,
-                tls_key=tls_key,
-                tls_credentials=tls_credentials,
-                user=user,
-                password=password,
-                keepalive_time=keepalive_time,
-                name=self.name,
-            )
+            # Unset settings take the session's defaults (one home for them: Session).
+            given_settings = {k: v for k, v in connection.items() if v is not None}
+            self._session = Session(**given_settings, keepalive_time=keepalive_time, name=self.name)
             self._owns_session = True
         self.ttl = self._session.ttl
         self.demote_timeout = (
