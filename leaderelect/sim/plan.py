@@ -18,6 +18,7 @@ FAULTS = (
     "compaction",  # compact at the current revision
     "delete_key",  # an operator deletes a candidate's key
     "delete_leader_key",  # an operator deletes the leader's key
+    "revoke_lease",  # an operator revokes a candidate's lease (half the time the leader's)
     "handoff_delete",  # the leader resigns and, moments later, an operator deletes the next key in line
     "slow_link",  # one candidate's link gets slow
     "slow_callbacks",  # one candidate's callbacks run longer than the TTL
@@ -74,6 +75,8 @@ def draw(seed: int, *, guard: float | None = None, kinds: tuple[str, ...] = FAUL
             value = rng.choice((0.02, 0.2, ttl / 2))
         elif kind == "handoff_delete":
             value = rng.uniform(0, 0.02)
+        elif kind == "revoke_lease":
+            value = rng.choice((0.0, 1.0))  # 1: the leader's
         elif kind == "delete_key":
             value = rng.choice((0.0, 1.0))  # 1: the key next in line after the leader's
         faults.append(Fault(kind, at, length, rng.choice((-1, 0, 1, 2)), value))

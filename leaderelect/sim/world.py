@@ -31,6 +31,7 @@ from leaderelect.core.messages import (
     OpenWatch,
     ReadQueue,
     ResignDone,
+    Revoke,
     WatchCreated,
     WatchEnded,
     WatchEvents,
@@ -555,6 +556,15 @@ class World:
             end = self.now
         elif kind == "delete_leader_key":
             self._delete_first()
+            end = self.now
+        elif kind == "revoke_lease":
+            entries = self.etcd.candidates(NAME + "/")
+            if entries:
+                entry = entries[0] if fault.value else entries[abs(fault.target) % len(entries)]
+                for kept in self.etcd.kv.values():  # its keys go with it: the same cut as a delete
+                    if kept.lease_id == entry.lease_id:
+                        self.operator_deleted[(kept.key, kept.create_revision)] = self.now
+                self.etcd.handle(self.now, Revoke(entry.lease_id))
             end = self.now
         elif kind == "handoff_delete":
             first = self.etcd.candidates(NAME + "/")[:1]
