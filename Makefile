@@ -55,6 +55,8 @@ lint: $(STAMP)
 
 typecheck: $(STAMP)
 	$(BIN)/mypy --strict leaderelect tests
+	# the bench's modules import each other as siblings (bench/ is a folder of scripts)
+	MYPYPATH=bench $(BIN)/mypy --strict bench/*.py
 
 ## make proto: regenerate the message code with grpcio-tools 1.62 (its output imports on protobuf 4.25+)
 proto:

@@ -122,7 +122,7 @@ def render(r: dict[str, Any]) -> str:
     def med(d: dict[str, Any], *keys: str) -> float | None:
         for k in keys:
             d = d.get(k, {}) if isinstance(d, dict) else {}
-        return d.get("median") if isinstance(d, dict) else None  # type: ignore[return-value]
+        return d.get("median") if isinstance(d, dict) else None
 
     goals = []
     le = med(h, "resign_to_successor_elected")
