@@ -25,6 +25,7 @@ from leaderelect.exceptions import (
     StaleTermError,
 )
 from leaderelect.session import Lease, Session
+from leaderelect.settings import Settings
 from leaderelect.term import Candidate, DemotionReason, Leader, Observation, Term
 
 __version__ = "0.1.0"
@@ -45,6 +46,7 @@ __all__ = [
     "NotLeaderError",
     "Observation",
     "Session",
+    "Settings",
     "StaleTermError",
     "Term",
     "__version__",

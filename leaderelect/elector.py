@@ -37,16 +37,20 @@ import os
 import queue
 import threading
 from collections.abc import Iterable, Mapping
-from typing import Any, Callable, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, TypeVar
 
-from leaderelect import _clock, _config, _observer, election
+from leaderelect import _clock, _config, _observer, election, settings
 from leaderelect._campaign import Campaign, LeaseChanged, Message, Resign, Stop, ViewChanged
 from leaderelect._dispatch import Dispatcher
 from leaderelect._observer import NoObserver, Observer
 from leaderelect.core.queue import View
 from leaderelect.exceptions import ConfigurationError, ElectorStateError, NotLeaderError
 from leaderelect.session import Session
+from leaderelect.settings import ConnectionOptions
 from leaderelect.term import Candidate, DemotionReason, Leader, Observation, Term
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack  # typing.Unpack is 3.11+; only type checkers read it
 
 log = logging.getLogger(__name__)
 
@@ -76,18 +80,15 @@ class LeaderElector:
 
     :param name: the election name; keys are ``<name>/<lease id in hex>``.
     :param value: what this candidate proclaims (str or bytes); default ``host:pid``.
-    :param endpoints: ``"host:port,host:port"`` or a list (default ``127.0.0.1:2379``).
-    :param ttl: lease TTL, whole seconds >= 2 (default 10). A crashed leader is replaced
-        after about this long; the leader renews every ttl/3.
-    :param guard: seconds before the lease's earliest server-side expiry at which the
-        leader demotes itself (default ``max(0.5, 0.1 * ttl)``).
-    :param call_timeout: deadline of each etcd call, in seconds (default 2).
     :param demote_timeout: how long ``stop()``/``resign()`` wait for ``on_demoted`` before
-        deleting the key anyway, in seconds (default: ttl).
-    :param session: share one lease and connection with other electors; then the
-        connection settings above must not be given.
-    :param tls_ca, tls_cert, tls_key, tls_credentials, user, password, keepalive_time: see
-        :class:`Session`.
+        deleting the key anyway, in seconds (default: the lease's ttl).
+    :param session: share one lease and connection with other electors; then give no
+        connection settings here (they are the session's).
+    :param options: without a shared session, the connection and lease settings of the
+        session this elector makes for itself: ``endpoints``, ``ttl``, ``guard``,
+        ``call_timeout``, ``tls_*``, ``user``, ``password``, ``keepalive_time`` — the fields
+        of :class:`~leaderelect.Settings`, where each is documented (``ttl`` 10 s: a crashed
+        leader is replaced after about this long; the leader renews every ttl/3).
     :raises ConfigurationError: for any invalid setting.
     """
 
@@ -96,45 +97,22 @@ class LeaderElector:
         name: str,
         value: str | bytes | None = None,
         *,
-        endpoints: str | list[str] | None = None,
-        ttl: int | None = None,
-        guard: float | None = None,
-        call_timeout: float | None = None,
-        demote_timeout: float | None = None,
         session: Session | None = None,
-        tls_ca: str | None = None,
-        tls_cert: str | None = None,
-        tls_key: str | None = None,
-        tls_credentials: Any = None,
-        user: str | None = None,
-        password: str | None = None,
-        keepalive_time: float | None = 6.0,
+        demote_timeout: float | None = None,
+        **options: Unpack[ConnectionOptions],
     ) -> None:
         self.name = _config.check_name(name)
         self._value = _config.check_value(value)
-        connection: dict[str, Any] = dict(
-            endpoints=endpoints,
-            ttl=ttl,
-            guard=guard,
-            call_timeout=call_timeout,
-            tls_ca=tls_ca,
-            tls_cert=tls_cert,
-            tls_key=tls_key,
-            tls_credentials=tls_credentials,
-            user=user,
-            password=password,
-        )
         if session is not None:
-            given = sorted(k for k, v in connection.items() if v is not None)
-            if given:
-                raise ConfigurationError(f"{', '.join(given)} belong to the shared session, not the elector")
+            settings.Settings.of(options)  # an unknown name is a TypeError, as without a session
+            mine = sorted(settings.given(options))
+            if mine:
+                raise ConfigurationError(f"{', '.join(mine)} belong to the shared session, not the elector")
             if not isinstance(session, Session):
                 raise ConfigurationError(f"session must be a leaderelect.Session, not {type(session).__name__}")
             self._session, self._owns_session = session, False
         else:
-            # Unset settings take the session's defaults (one home for them: Session).
-            given_settings = {k: v for k, v in connection.items() if v is not None}
-            self._session = Session(**given_settings, keepalive_time=keepalive_time, name=self.name)
+            self._session = Session(name=self.name, **options)
             self._owns_session = True
         self.ttl = self._session.ttl
         self.demote_timeout = (
@@ -159,7 +137,7 @@ class LeaderElector:
         self._hooks_attached = False
         # With transport keepalive the probe is only a backstop; without it, it is the only
         # way to notice a silent stream, so it runs often.
-        self._probe_interval = 30.0 if keepalive_time else min(5.0, max(1.0, self.ttl / 2))
+        self._probe_interval = 30.0 if self._session.settings.keepalive_time else min(5.0, max(1.0, self.ttl / 2))
         self._observer: Observer | NoObserver = NoObserver()
         self._shown_leader: tuple[str, int, bytes] | None = None
         self._view_known = False

@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from leaderelect import _clock, _config
 from leaderelect._etcd import EtcdClient
@@ -24,6 +24,10 @@ from leaderelect._retry import retrying
 from leaderelect._withdrawals import Withdrawals
 from leaderelect.core.lease import LeaseEnd
 from leaderelect.exceptions import ConfigurationError, ElectorStateError, EtcdError, LeaseExpiredError
+from leaderelect.settings import SessionOptions, Settings
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack  # typing.Unpack is 3.11+; only type checkers read it
 
 log = logging.getLogger(__name__)
 
@@ -116,45 +120,29 @@ class Session:
             b = LeaderElector("reports", session=session)
 
     :param endpoints: ``"host:port,host:port"`` or a list; ``https://`` implies TLS.
-    :param ttl: lease TTL in whole seconds (>= 2). Shorter means faster failover after a
-        crash and more renewals; the leader demotes itself ``guard`` seconds before it.
-    :param guard: seconds subtracted from the lease expiry on the local clock; covers
-        clock-rate error and scheduling slack. Default ``max(0.5, 0.1 * ttl)``.
-    :param call_timeout: deadline of each etcd call, in seconds (default 2).
-    :param tls_ca: CA bundle (PEM path) to verify etcd; ``tls_cert``/``tls_key``: client
-        certificate and key (PEM paths). ``tls_credentials``: a ``grpc.ChannelCredentials``
-        instead of the three paths.
-    :param user: etcd user; ``password`` its password. Re-authenticates when the token
-        expires or the server restarts.
-    :param keepalive_time: seconds between gRPC transport pings (None turns them off);
-        keep it at or above etcd's ``--grpc-keepalive-min-time`` (5 s by default).
+    :param options: ``ttl``, ``guard``, ``call_timeout``, ``tls_ca``, ``tls_cert``,
+        ``tls_key``, ``tls_credentials``, ``user``, ``password``, ``keepalive_time``: the
+        fields of :class:`~leaderelect.Settings`, where each is documented; ``None`` takes
+        the default. ``session.settings`` holds the values in force.
     :raises ConfigurationError: for any invalid setting.
     """
 
     def __init__(
-        self,
-        endpoints: str | list[str] | None = None,
-        *,
-        ttl: int = 10,
-        guard: float | None = None,
-        call_timeout: float = 2.0,
-        tls_ca: str | None = None,
-        tls_cert: str | None = None,
-        tls_key: str | None = None,
-        tls_credentials: Any = None,
-        user: str | None = None,
-        password: str | None = None,
-        keepalive_time: float | None = 6.0,
-        name: str = "session",
+        self, endpoints: str | list[str] | None = None, *, name: str = "session", **options: Unpack[SessionOptions]
     ) -> None:
-        parsed, https = _config.parse_endpoints(endpoints)
-        self.ttl = _config.check_ttl(ttl)
-        self.guard = _config.check_guard(self.ttl, guard)
-        self.call_timeout = _config.check_number("call_timeout", call_timeout)
+        #: the settings in force (defaults filled in)
+        self.settings = settings = Settings.of({"endpoints": endpoints, **options})
+        parsed, https = _config.parse_endpoints(settings.endpoints)
+        self.ttl = _config.check_ttl(settings.ttl)
+        self.guard = _config.check_guard(self.ttl, settings.guard)
+        self.call_timeout = _config.check_number("call_timeout", settings.call_timeout)
+        keepalive_time = settings.keepalive_time
         if keepalive_time is not None:
             _config.check_number("keepalive_time", keepalive_time)
-        tls = _config.read_tls(tls_ca, tls_cert, tls_key, https=https, credentials=tls_credentials)
-        user, password = _config.check_credentials(user, password)
+        tls = _config.read_tls(
+            settings.tls_ca, settings.tls_cert, settings.tls_key, https=https, credentials=settings.tls_credentials
+        )
+        user, password = _config.check_credentials(settings.user, settings.password)
         self.name = name
         self._clock: Clock = _clock.clock
         self.client = EtcdClient(

@@ -68,9 +68,7 @@ def main(argv: list[str] | None = None) -> int:
     text = format_report(report)
     print(f"\nran {time.monotonic() - started:.0f} s\n{text}")
     if args.report:
-        header = (
-            f"# Chaos run\n\n{setup}, {time.monotonic() - started:.0f} s.\n\n"
-        )
+        header = f"# Chaos run\n\n{setup}, {time.monotonic() - started:.0f} s.\n\n"
         Path(args.report).write_text(header + text + "\n\n```\n" + json.dumps(report.stats, indent=1) + "\n```\n")
     return 0 if report.ok else 1
 

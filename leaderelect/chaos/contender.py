@@ -139,9 +139,7 @@ def _write_resources(
             write(term)
             history.log("resource_write", resource=resource, token=term.token, accepted=True)
         except Exception as err:  # refused (a newer term), busy, or unreachable: not accepted
-            history.log(
-                "resource_write", resource=resource, token=term.token, accepted=False, error=type(err).__name__
-            )
+            history.log("resource_write", resource=resource, token=term.token, accepted=False, error=type(err).__name__)
 
 
 def _stale_resource_writes(writer: Any, token: int, history: History) -> None:

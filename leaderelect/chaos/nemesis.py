@@ -517,9 +517,7 @@ class Harness:
         # the successor: another contender's term within ttl + 3 s (checked by W1)
         wait_until(lambda: self.leader_slot() not in (None, leader), self.ttl + 5)
         leader.set_network("pass")
-        window = self.record(
-            "stop_cut_off", start, clock(), pid=contender.pid, how=how, seconds=seconds
-        )
+        window = self.record("stop_cut_off", start, clock(), pid=contender.pid, how=how, seconds=seconds)
         if how == "stop":
             self._launch(leader)
         return window

@@ -203,4 +203,3 @@ def _sqlstate(err: BaseException) -> str | None:
         if code:
             return str(code)
     return None
-

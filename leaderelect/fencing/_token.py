@@ -20,8 +20,7 @@ def token_and_time_left(term: TermLike, resource: str) -> tuple[int, float | Non
         left = term.valid_for()
         if left <= 0:
             raise StaleTermError(
-                f"the term with token {term.token} is over by the local clock; "
-                f"nothing was written to {resource!r}",
+                f"the term with token {term.token} is over by the local clock; nothing was written to {resource!r}",
                 resource=resource,
                 token=term.token,
                 seen=None,

@@ -35,7 +35,10 @@ def workers(etcd: EtcdServer, redis_server: RedisServer, name: str) -> Iterator[
     def start() -> subprocess.Popen[str]:
         proc = subprocess.Popen(
             [sys.executable, str(WORKER), etcd.endpoint, name, redis_server.url],
-            stdout=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True, env=env,
+            stdout=subprocess.PIPE,
+            stdin=subprocess.DEVNULL,
+            text=True,
+            env=env,
         )
         assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
         made.append(proc)

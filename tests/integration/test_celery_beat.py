@@ -70,8 +70,13 @@ def test_celery_beat_sends_each_tick_once_through_stop_kill_and_pause(
     beats = {}
     for i in range(3):
         proc = celery_procs(
-            "beat", "-S", "leaderelect.celery:LeaderScheduler", "--schedule", str(tmp_path / f"beat-{i}"),
-            "--loglevel", "INFO",
+            "beat",
+            "-S",
+            "leaderelect.celery:LeaderScheduler",
+            "--schedule",
+            str(tmp_path / f"beat-{i}"),
+            "--loglevel",
+            "INFO",
         )
         beats[proc.pid] = proc
     assert wait_until(lambda: len(ticks(data, name)) >= 3, 40), (tmp_path / "celery-0.log").read_text()[-3000:]

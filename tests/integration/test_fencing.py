@@ -163,7 +163,11 @@ _PAUSED_LEADER = textwrap.dedent(
 
 
 def test_a_leader_paused_inside_a_guarded_transaction_never_commits(
-    etcd: EtcdServer, postgres_server: PostgresServer, fence: PostgresFence, name: str, tmp_path: Path,
+    etcd: EtcdServer,
+    postgres_server: PostgresServer,
+    fence: PostgresFence,
+    name: str,
+    tmp_path: Path,
     make_elector: ElectorFactory,
 ) -> None:
     """Jepsen's etcd 3.4.3 case: a lock holder paused past its lease still writes after its
@@ -173,7 +177,9 @@ def test_a_leader_paused_inside_a_guarded_transaction_never_commits(
     script.write_text(_PAUSED_LEADER)
     old = subprocess.Popen(
         [sys.executable, str(script), etcd.endpoint, name, postgres_server.dsn],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
     )
     try:
         assert old.stdout is not None and old.stdin is not None

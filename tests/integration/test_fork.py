@@ -102,6 +102,7 @@ def test_a_forked_copy_of_a_shared_session_holds_no_lease(make_elector: ElectorF
         try:
             assert elector.wait_elected(10)
             assert session.lease is not None
+
             def probe() -> dict[str, Any]:
                 seen = {"lease": repr(session.lease), "alive": elector.term is not None, "stopped": elector.stopped}
                 session.close()  # a forked copy's close must not revoke the parent's lease

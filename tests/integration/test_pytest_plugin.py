@@ -6,7 +6,7 @@ import pytest
 
 pytest_plugins = ["pytester"]
 
-USER_TESTS = '''
+USER_TESTS = """
 from leaderelect import LeaderElector
 
 
@@ -34,7 +34,7 @@ def test_own_server_can_be_restarted(etcd_own_server):
         assert d.wait_elected(5)
         etcd_own_server.restart()
         assert d.wait_elected(15)
-'''
+"""
 
 
 def test_users_fixtures_run_real_etcd_and_faults(pytester: pytest.Pytester) -> None:

@@ -106,8 +106,9 @@ def test_a_failed_start_leaves_nothing_running_and_stop_works(
         again.stop()
 
 
-def test_an_own_session_is_closed_by_a_failed_start(name: str, monkeypatch: pytest.MonkeyPatch, etcd: EtcdServer,
-                                                    no_threads_left: None) -> None:
+def test_an_own_session_is_closed_by_a_failed_start(
+    name: str, monkeypatch: pytest.MonkeyPatch, etcd: EtcdServer, no_threads_left: None
+) -> None:
     elector = LeaderElector(name, endpoints=etcd.endpoint, ttl=2)
     hooks: list[Callable[[Term], None]] = []
     monkeypatch.setattr(_observer, "acquire", lambda *a, **k: hooks[0])  # IndexError inside start()

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 
 import grpc
 import pytest
 
-from leaderelect import ConfigurationError, LeaderElector, Session
+from leaderelect import ConfigurationError, LeaderElector, Session, Settings
 from leaderelect._config import allowing_unsafe_guard, check_guard, default_guard, parse_endpoints
+from leaderelect.settings import ConnectionOptions, SessionOptions
 
 BAD = [
     ({"name": ""}, "must not be empty"),
@@ -115,3 +117,35 @@ def test_good_settings_construct_without_network() -> None:
     assert elector.leader is None
     elector.stop()
     elector.stop()  # idempotent
+
+
+def test_settings_have_one_home() -> None:
+    # the keywords type checkers see are exactly the documented fields, and stay so
+    fields = {f.name for f in dataclasses.fields(Settings)}
+    assert set(ConnectionOptions.__optional_keys__) == fields
+    assert set(SessionOptions.__optional_keys__) == fields - {"endpoints"}
+    session = Session("127.0.0.1:1", ttl=5, guard=None, keepalive_time=None)
+    assert session.settings == Settings(endpoints="127.0.0.1:1", ttl=5, keepalive_time=None)
+    session.close()
+    # an elector without a session passes its settings on; None takes the default
+    elector = LeaderElector("jobs", endpoints="127.0.0.1:1", ttl=None, call_timeout=0.5)
+    assert elector.session.settings == Settings(endpoints="127.0.0.1:1", call_timeout=0.5)
+    assert elector.ttl == 10
+    elector.stop()
+
+
+def test_unknown_setting_is_named() -> None:
+    with pytest.raises(TypeError, match="unknown setting keepalive; the settings are endpoints, ttl"):
+        LeaderElector("jobs", endpoints="127.0.0.1:1", keepalive=3)  # type: ignore[call-arg]
+    session = Session("127.0.0.1:1")
+    with pytest.raises(TypeError, match="unknown setting tls"):
+        LeaderElector("jobs", session=session, tls="x")  # type: ignore[call-arg]
+    session.close()
+
+
+def test_keepalive_belongs_to_the_shared_session_too() -> None:
+    # it was accepted and silently ignored beside a shared session
+    session = Session("127.0.0.1:1")
+    with pytest.raises(ConfigurationError, match="keepalive_time belong to the shared session"):
+        LeaderElector("jobs", session=session, keepalive_time=None)
+    session.close()
