@@ -12,19 +12,17 @@ import enum
 import logging
 import queue
 import threading
-from typing import TYPE_CHECKING, NamedTuple, Union
+from dataclasses import dataclass
+from typing import Callable, NamedTuple, Union
 
 from leaderelect import election
 from leaderelect._retry import retrying
 from leaderelect.core.base import min_lease
 from leaderelect.core.lease import LeaseEnd
-from leaderelect.core.queue import View
+from leaderelect.core.queue import Position, View
 from leaderelect.exceptions import EtcdError, LeaseExpiredError
-from leaderelect.session import Lease
+from leaderelect.session import Lease, Membership, Session
 from leaderelect.term import DemotionReason, Term
-
-if TYPE_CHECKING:
-    from leaderelect.elector import LeaderElector
 
 log = logging.getLogger(__name__)
 
@@ -63,13 +61,50 @@ class _Turn(enum.Enum):
     STOP = "stop"
 
 
+@dataclass(frozen=True)
+class Host:
+    """What the campaign thread needs of its elector: this interface, nothing else.
+
+    The elector owns the term, the callbacks and the observer; the campaign decides. Every
+    hook but ``position`` is called on the campaign thread.
+    """
+
+    name: str
+    value: bytes
+    session: Session
+    #: the elector's part in the session (abandon a lease, withdraw a key)
+    membership: Membership
+    #: whether the elector made the session for itself (then its lease ends with us)
+    owns_session: bool
+    clock: Callable[[], float]
+    #: stop(), resign() and the observer and session post here
+    inbox: queue.Queue[Message]
+    #: set by stop(); the campaign ends
+    stop_event: threading.Event
+    #: why a leader's term ends on stop (None: stopped)
+    stop_reason: Callable[[], DemotionReason | None]
+    #: seconds stop()/resign() wait for on_demoted before handing over
+    demote_timeout: Callable[[], float]
+    #: our key's place in the latest view (also called on the observer thread)
+    position: Callable[[str, int], Position]
+    #: whether a term is current
+    has_term: Callable[[], bool]
+    #: a term begins (the elector delivers on_elected)
+    begin_term: Callable[[Term], None]
+    #: the term ends; the event is set once on_demoted returned (None: no term was current)
+    end_term: Callable[[DemotionReason], threading.Event | None]
+    #: the campaign thread is about to end
+    finish: Callable[[], None]
+
+
 class Campaign:
-    def __init__(self, elector: LeaderElector) -> None:
-        self._e = elector
-        self._name = elector.name
-        self._client = elector._session.client
-        self._session = elector._session
-        self._clock = elector._clock
+    def __init__(self, host: Host) -> None:
+        self._host = host
+        self._name = host.name
+        self._client = host.session.client
+        self._session = host.session
+        self._membership = host.membership
+        self._clock = host.clock
         self._cooldown_until = 0.0
         self._token: int | None = None  # our key's create revision on the latest lease, once known
         self._min_lease = min_lease(self._session.ttl, self._session.guard)  # see core.base.min_lease
@@ -100,13 +135,13 @@ class Campaign:
         if interest is None:
             return True
         key, token, leading = interest
-        pos = self._e._observer.position(key, token)
+        pos = self._host.position(key, token)
         if not pos.known or pos.revision < token:
             return False
         return not pos.present or (not leading and not pos.behind)
 
     def _stopping(self) -> bool:
-        return self._e._stop_event.is_set()
+        return self._host.stop_event.is_set()
 
     def _timeout(self, lease: Lease) -> float:
         """A call's deadline: never past the lease's local deadline."""
@@ -117,10 +152,10 @@ class Campaign:
     def _run(self) -> None:
         last: Lease | None = None
         try:
-            if not self._e._owns_session:
+            if not self._host.owns_session:
                 # A stopped elector of this name on this session may have left its key to be
                 # withdrawn; this one may adopt that key, so that delete must not land later.
-                self._session.cancel_withdrawal(self._name)
+                self._membership.cancel_withdrawal(self._name)
             while not self._stopping():
                 lease = self._session.lease
                 wait = self._cooldown_until - self._clock()
@@ -141,21 +176,21 @@ class Campaign:
                         self._lead(lease, token)
                 except Exception:  # a bug must not leave a dead thread or a live term: say it, go on
                     log.exception("[%s] campaign failed; campaigning anew in 1 s", self._name)
-                    self._e._end_term(DemotionReason.LEASE_LOST)
-                    self._session.abandon(lease, LeaseEnd.ERROR)
-                    self._e._stop_event.wait(1.0)
+                    self._host.end_term(DemotionReason.LEASE_LOST)
+                    self._membership.abandon(lease, LeaseEnd.ERROR)
+                    self._host.stop_event.wait(1.0)
         finally:
-            if last is not None and not self._e._owns_session:
+            if last is not None and not self._host.owns_session:
                 self._withdraw(last, self._token)
-            self._e._finish()
+            self._host.finish()
 
     def _next(self, timeout: float | None) -> Message | None:
         """Take one message (None on timeout); answer a resign that finds no term."""
         try:
-            msg = self._e._inbox.get(timeout=timeout)
+            msg = self._host.inbox.get(timeout=timeout)
         except queue.Empty:
             return None
-        if isinstance(msg, Resign) and self._e._term is None:
+        if isinstance(msg, Resign) and not self._host.has_term():
             msg.result.append(False)
             msg.done.set()
         return msg
@@ -163,15 +198,15 @@ class Campaign:
     def _join(self, lease: Lease) -> int | None:
         """Put our key in the queue; returns its create revision, None if that failed for good."""
         try:
-            for attempt in retrying(self._e._stop_event, f"[{self._name}] campaign"):
+            for attempt in retrying(self._host.stop_event, f"[{self._name}] campaign"):
                 with attempt:
                     if not lease.alive():
                         return None
                     return election.campaign(
-                        self._client, self._name, lease.id, self._e._value, timeout=self._timeout(lease)
+                        self._client, self._name, lease.id, self._host.value, timeout=self._timeout(lease)
                     )
         except LeaseExpiredError:
-            self._session.abandon(lease, LeaseEnd.UNKNOWN_TO_ETCD)
+            self._membership.abandon(lease, LeaseEnd.UNKNOWN_TO_ETCD)
         except EtcdError:
             pass  # stopped while etcd was unreachable
         return None
@@ -186,7 +221,7 @@ class Campaign:
                 return _Turn.STOP
             if not lease.alive():
                 return _Turn.LOST
-            pos = self._e._observer.position(key.decode(), token)
+            pos = self._host.position(key.decode(), token)
             # The view must include our own key's creation before it can say anything.
             if pos.known and pos.revision >= token:
                 if not pos.present:
@@ -214,13 +249,13 @@ class Campaign:
     def _lead(self, lease: Lease, token: int) -> None:
         key = election.candidate_key(self._name, lease.id)
         term = Term(
-            self._name, key.decode(), token, lease.id, self._e._value.decode("utf-8", "replace"), self._clock(), lease
+            self._name, key.decode(), token, lease.id, self._host.value.decode("utf-8", "replace"), self._clock(), lease
         )
         self._interest = (key.decode(), token, True)
-        self._e._begin_term(term)
+        self._host.begin_term(term)
         while True:
             if self._stopping():
-                self._step_down(lease, token, self._e._stop_reason or DemotionReason.STOPPED)
+                self._step_down(lease, token, self._host.stop_reason() or DemotionReason.STOPPED)
                 return
             remaining = lease.remaining()
             if lease.lost_reason is not None or remaining <= 0:
@@ -233,7 +268,7 @@ class Campaign:
             if msg is None:
                 continue
             if isinstance(msg, ViewChanged):
-                pos = self._e._observer.position(key.decode(), token)
+                pos = self._host.position(key.decode(), token)
                 if pos.known and pos.revision >= token and not pos.present:
                     reason = _why_ended(lease, DemotionReason.KEY_DELETED)
                     break
@@ -244,15 +279,17 @@ class Campaign:
                 msg.done.set()
                 return
         # An involuntary end: this lease's term is over for good; a new lease follows.
-        self._e._end_term(reason)
-        self._session.abandon(lease, LeaseEnd.TERM_ENDED)
+        self._host.end_term(reason)
+        self._membership.abandon(lease, LeaseEnd.TERM_ENDED)
 
     def _step_down(self, lease: Lease, token: int, reason: DemotionReason) -> None:
         """Demote, let on_demoted finish (bounded), then delete the key for the successor."""
-        done = self._e._end_term(reason)
-        if done is not None and not done.wait(self._e.demote_timeout):
+        done = self._host.end_term(reason)
+        if done is not None and not done.wait(self._host.demote_timeout()):
             log.warning(
-                "[%s] on_demoted still running after %.1f s; handing over anyway", self._name, self._e.demote_timeout
+                "[%s] on_demoted still running after %.1f s; handing over anyway",
+                self._name,
+                self._host.demote_timeout(),
             )
         key = election.candidate_key(self._name, lease.id)
         for _ in range(2):
@@ -262,7 +299,7 @@ class Campaign:
             except EtcdError as err:
                 log.warning("[%s] deleting the leader key failed: %s", self._name, err)
         # The key may survive: never adopt it again (that would resume the term).
-        self._session.abandon(lease, LeaseEnd.KEY_NOT_DELETED)
+        self._membership.abandon(lease, LeaseEnd.KEY_NOT_DELETED)
 
     def _withdraw(self, lease: Lease, token: int | None) -> None:
         """Remove our key from a shared session's election on stop; if etcd cannot be
@@ -274,7 +311,7 @@ class Campaign:
             election.withdraw(self._client, key, token, timeout=self._timeout(lease))
         except EtcdError as err:
             log.info("[%s] could not remove the candidate key (%s); the session retries", self._name, err)
-            self._session.defer_withdrawal(self._name, key, token, lease)
+            self._membership.defer_withdrawal(self._name, key, token, lease)
 
 
 def _why_ended(lease: Lease, otherwise: DemotionReason) -> DemotionReason:

@@ -40,14 +40,14 @@ from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any, Callable, TypeVar
 
 from leaderelect import _clock, _config, _observer, election, settings
-from leaderelect._campaign import Campaign, LeaseChanged, Message, Resign, Stop, ViewChanged
+from leaderelect._campaign import Campaign, Host, LeaseChanged, Message, Resign, Stop, ViewChanged
 from leaderelect._dispatch import Dispatcher
 from leaderelect._observer import NoObserver, Observer
 from leaderelect.core.queue import View
 from leaderelect.exceptions import ConfigurationError, ElectorStateError, NotLeaderError
-from leaderelect.session import Session
+from leaderelect.session import Membership, Session
 from leaderelect.settings import ConnectionOptions
-from leaderelect.term import Candidate, DemotionReason, Leader, Observation, Term
+from leaderelect.term import Candidate, DemotionReason, Leader, Observation, Term, mark_ended
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack  # typing.Unpack is 3.11+; only type checkers read it
@@ -114,6 +114,7 @@ class LeaderElector:
         else:
             self._session = Session(name=self.name, **options)
             self._owns_session = True
+        self._membership = Membership(self._session)
         self.ttl = self._session.ttl
         self.demote_timeout = (
             float(self.ttl)
@@ -141,12 +142,30 @@ class LeaderElector:
         self._observer: Observer | NoObserver = NoObserver()
         self._shown_leader: tuple[str, int, bytes] | None = None
         self._view_known = False
-        self._campaign = Campaign(self)
+        self._campaign = Campaign(
+            Host(
+                name=self.name,
+                value=self._value,
+                session=self._session,
+                membership=self._membership,
+                owns_session=self._owns_session,
+                clock=self._clock,
+                inbox=self._inbox,
+                stop_event=self._stop_event,
+                stop_reason=lambda: self._stop_reason,
+                demote_timeout=lambda: self.demote_timeout,
+                position=lambda key, token: self._observer.position(key, token),
+                has_term=lambda: self._term is not None,
+                begin_term=self._begin_term,
+                end_term=self._end_term,
+                finish=self._finish,
+            )
+        )
         #: terms won and demotions by reason, for status() and metrics
         self.elections = 0
         self.demotions: dict[str, int] = {}
         # Last: a session's close() may stop this elector from here on.
-        self._session.claim(self.name, self._stop_for_session)
+        self._membership.claim(self.name, self._stop_for_session)
 
     @classmethod
     def from_etcd3_client(
@@ -245,7 +264,7 @@ class LeaderElector:
             self._state = _RUNNING
         try:
             self._dispatcher.start()
-            self._session.subscribe(self._on_lease)
+            self._membership.subscribe(self._on_lease)
             self._session.start()
             with self._hooks_lock:
                 for hook in self._stats_hooks:
@@ -329,8 +348,8 @@ class LeaderElector:
             self._changed.notify_all()
 
     def _release_session(self) -> None:
-        self._session.unsubscribe(self._on_lease)
-        self._session.release(self.name)
+        self._membership.unsubscribe(self._on_lease)
+        self._membership.release(self.name)
         if self._owns_session:
             self._session.close()
 
@@ -596,7 +615,7 @@ class LeaderElector:
             term, self._term = self._term, None
             if term is None:
                 return None
-            term._mark_ended()
+            mark_ended(term)
             self.demotions[reason.value] = self.demotions.get(reason.value, 0) + 1
             self._changed.notify_all()
         log.info("[%s] demoted (%s), token %d", self.name, reason, term.token)

@@ -256,7 +256,7 @@ class Session:
         lease = self._lease
         return lease if lease is not None and lease.alive() else None
 
-    def claim(self, name: str, stopper: Stopper) -> None:
+    def _claim(self, name: str, stopper: Stopper) -> None:
         """Reserve election *name* for one elector: two electors of one name on one lease
         would share one key, and both would take it for their own term. ``close()`` calls
         *stopper* while the name is claimed."""
@@ -270,18 +270,18 @@ class Session:
                 )
             self._names[name] = stopper
 
-    def release(self, name: str) -> None:
-        """Internal: free election *name* (its elector stopped)."""
+    def _release(self, name: str) -> None:
+        """Free election *name* (its elector stopped)."""
         with self._lock:
             self._names.pop(name, None)
 
-    def defer_withdrawal(self, name: str, key: bytes, token: int | None, lease: Lease) -> None:
-        """Internal: delete *key* (election *name*'s candidate key, created at revision
+    def _defer_withdrawal(self, name: str, key: bytes, token: int | None, lease: Lease) -> None:
+        """Delete *key* (election *name*'s candidate key, created at revision
         *token* if known), retrying until it is gone or *lease* ends (see ``_withdrawals``)."""
         self._withdrawals.add(name, key, token, lease)
 
-    def cancel_withdrawal(self, name: str) -> None:
-        """Internal: an elector of *name* is about to campaign on this session (it may adopt
+    def _cancel_withdrawal(self, name: str) -> None:
+        """An elector of *name* is about to campaign on this session (it may adopt
         the key): drop a predecessor's pending delete, after one in flight."""
         self._withdrawals.cancel(name)
 
@@ -291,7 +291,7 @@ class Session:
             if hook in self._stats_hooks:
                 self._stats_hooks.remove(hook)
 
-    def subscribe(self, listener: Listener) -> None:
+    def _subscribe(self, listener: Listener) -> None:
         """*listener(kind, lease)* is called on the session thread; it must not block."""
         with self._lock:
             self._listeners.append(listener)
@@ -302,13 +302,13 @@ class Session:
         with self._lock:
             self._stats_hooks.append(hook)
 
-    def unsubscribe(self, listener: Listener) -> None:
-        """Internal: stop calling *listener* (added with subscribe)."""
+    def _unsubscribe(self, listener: Listener) -> None:
+        """Stop calling *listener* (added with subscribe)."""
         with self._lock:
             if listener in self._listeners:
                 self._listeners.remove(listener)
 
-    def abandon(self, lease: Lease, reason: LeaseEnd) -> None:
+    def _abandon(self, lease: Lease, reason: LeaseEnd) -> None:
         """Give *lease* up for good (its term is over); a new lease follows."""
         if lease.lose(reason):
             log.info("[%s] lease %x abandoned: %s", self.name, lease.id, reason)
@@ -433,3 +433,42 @@ class Session:
                 raise
             with self._lock:
                 self._to_revoke.discard(lease_id)
+
+
+class Membership:
+    """Internal: what an elector (and its campaign thread) does on its session; not for
+    user code. One per elector; the session keeps the state."""
+
+    def __init__(self, session: Session) -> None:
+        self.session = session
+
+    def claim(self, name: str, stopper: Stopper) -> None:
+        """Reserve election *name* for this elector (ConfigurationError if another has it);
+        ``session.close()`` calls *stopper* while it is claimed."""
+        self.session._claim(name, stopper)
+
+    def release(self, name: str) -> None:
+        """Free election *name*: the elector stopped."""
+        self.session._release(name)
+
+    def subscribe(self, listener: Listener) -> None:
+        """*listener(kind, lease)* is called on the session thread (LEASE_GRANTED, LEASE_LOST);
+        it must not block."""
+        self.session._subscribe(listener)
+
+    def unsubscribe(self, listener: Listener) -> None:
+        self.session._unsubscribe(listener)
+
+    def abandon(self, lease: Lease, reason: LeaseEnd) -> None:
+        """Give *lease* up for good (a term on it is over); a new lease follows."""
+        self.session._abandon(lease, reason)
+
+    def defer_withdrawal(self, name: str, key: bytes, token: int | None, lease: Lease) -> None:
+        """Delete *key* (a stopped elector's candidate key, created at revision *token* if
+        known) on the session's behalf, retrying until it is gone or *lease* ends."""
+        self.session._defer_withdrawal(name, key, token, lease)
+
+    def cancel_withdrawal(self, name: str) -> None:
+        """An elector of *name* is about to campaign (it may adopt the key): drop a
+        predecessor's pending delete, after one in flight."""
+        self.session._cancel_withdrawal(name)

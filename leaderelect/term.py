@@ -57,9 +57,11 @@ class Term:
             return 0.0
         return max(0.0, self._lease.remaining())
 
-    def _mark_ended(self) -> None:
-        """Called by the elector when the term ends, before ``on_demoted`` runs."""
-        self._ended.set()
+
+def mark_ended(term: Term) -> None:
+    """Internal (the elector's, when a term ends, before ``on_demoted`` runs): from now on
+    ``term.valid_for()`` is 0, though the lease lives on for the next campaign."""
+    term._ended.set()
 
 
 @dataclass(frozen=True)
