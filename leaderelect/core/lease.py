@@ -9,14 +9,13 @@ outage, so a kept lease would keep a dead term's key alive.
 
 from __future__ import annotations
 
-import enum
 from typing import Callable
 
 from leaderelect.core.base import Context, retry_wait
-from leaderelect.core.messages import Answer, Failed, Failure, Grant, Granted, KeepAlive, Renewed, Revoke
+from leaderelect.core.messages import Answer, Failed, Failure, Grant, Granted, KeepAlive, Reason, Renewed, Revoke
 
 
-class LeaseEnd(str, enum.Enum):
+class LeaseEnd(Reason):
     """Why a lease is no longer used."""
 
     DEADLINE = "deadline passed without renewal"
@@ -27,9 +26,6 @@ class LeaseEnd(str, enum.Enum):
     CLOSED = "session closed"
     #: a bug was caught (logged) and the lease given up, to be safe
     ERROR = "internal error"
-
-    def __str__(self) -> str:
-        return self.value
 
 
 class LeaseState:

@@ -149,8 +149,16 @@ WatchMessage = Union[WatchCreated, WatchEvents, WatchProgress, WatchEnded]
 # -- callbacks the core delivers, in order -------------------------------------------------------
 
 
-class DemotionReason(str, enum.Enum):
-    """Why a term ended (the second argument of ``on_demoted``)."""
+class Reason(str, enum.Enum):
+    """A reason: compares equal to its text and prints as it (never matched as a substring)."""
+
+    def __str__(self) -> str:
+        return str(self.value)
+
+
+class DemotionReason(Reason):
+    """Why a term ended (the second argument of ``on_demoted``): a ``str`` enum, equal to
+    its text (``reason == "resigned"``) and printed as it."""
 
     #: ``stop()`` was called
     STOPPED = "stopped"
@@ -164,9 +172,6 @@ class DemotionReason(str, enum.Enum):
     KEY_DELETED = "key deleted"
     #: the shared :class:`Session` was closed while the elector ran
     SESSION_CLOSED = "session closed"
-
-    def __str__(self) -> str:
-        return self.value
 
 
 class TermInfo(NamedTuple):
