@@ -17,7 +17,8 @@ from typing import Callable, NamedTuple, Union
 
 from leaderelect import election
 from leaderelect._retry import retrying
-from leaderelect.core.base import min_lease
+from leaderelect.core.base import call_deadline, min_lease
+from leaderelect.core.elector import why_ended
 from leaderelect.core.lease import LeaseEnd
 from leaderelect.core.queue import Position, View
 from leaderelect.exceptions import EtcdError, LeaseExpiredError
@@ -136,16 +137,14 @@ class Campaign:
             return True
         key, token, leading = interest
         pos = self._host.position(key, token)
-        if not pos.known or pos.revision < token:
-            return False
-        return not pos.present or (not leading and not pos.behind)
+        return pos.gone or (not leading and pos.first)
 
     def _stopping(self) -> bool:
         return self._host.stop_event.is_set()
 
     def _timeout(self, lease: Lease) -> float:
         """A call's deadline: never past the lease's local deadline."""
-        return max(0.001, min(self._session.call_timeout, lease.remaining()))
+        return call_deadline(self._session.call_timeout, lease.remaining())
 
     # -- the loop ------------------------------------------------------------------------
 
@@ -223,17 +222,17 @@ class Campaign:
                 return _Turn.LOST
             pos = self._host.position(key.decode(), token)
             # The view must include our own key's creation before it can say anything.
-            if pos.known and pos.revision >= token:
-                if not pos.present:
+            if pos.settled:
+                if pos.gone:
                     return _Turn.GONE
-                if not pos.behind and lease.remaining() < self._min_lease:
+                if pos.first and lease.remaining() < self._min_lease:
                     # Too little lease left to begin a term: its renewals are failing right
                     # now, and a term taken with 173 ms left ended 180 ms later (elected,
                     # then demoted, and a gap all the same). Lead once a renewal succeeds,
                     # with a whole renewal interval ahead; until then the queue waits on us,
                     # as it would for a leader about to lose its lease anyway.
                     retry_in = 0.05
-                elif not pos.behind:
+                elif pos.first:
                     try:
                         if election.confirm(self._client, key, token, lease.id, timeout=self._timeout(lease)):
                             if lease.alive():
@@ -268,8 +267,7 @@ class Campaign:
             if msg is None:
                 continue
             if isinstance(msg, ViewChanged):
-                pos = self._host.position(key.decode(), token)
-                if pos.known and pos.revision >= token and not pos.present:
+                if self._host.position(key.decode(), token).gone:
                     reason = _why_ended(lease, DemotionReason.KEY_DELETED)
                     break
             elif isinstance(msg, Resign):
@@ -315,12 +313,5 @@ class Campaign:
 
 
 def _why_ended(lease: Lease, otherwise: DemotionReason) -> DemotionReason:
-    """Why a term ended without stop() or resign(): our deadline first, then the lease, else
-    *otherwise*. After a pause the key's deletion (its lease expired on the server) can reach
-    the campaign thread before the session's timer does; the cause is still the deadline."""
-    lost = lease.lost_reason
-    if lease.remaining() <= 0 or lost is LeaseEnd.DEADLINE:
-        return DemotionReason.DEADLINE_PASSED
-    if lost is not None:
-        return DemotionReason.LEASE_LOST
-    return otherwise
+    """Why a term ended without stop() or resign() (the rule is the core's: ``why_ended``)."""
+    return why_ended(lease.remaining(), lease.lost_reason, otherwise)

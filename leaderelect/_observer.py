@@ -83,7 +83,9 @@ class Observer:
     def position(self, key: str, token: int) -> Position:
         with self._lock:
             view = self._view
-            return Position(view.revision, view.known, key in self._queue, self._queue.predecessor(token) is not None)
+            return Position(
+                view.revision, view.known, key in self._queue, self._queue.predecessor(token) is not None, token
+            )
 
     def candidates(self) -> list[Candidate]:
         """The queue as last observed (may be stale: see ``view.known``)."""
@@ -241,7 +243,7 @@ class NoObserver:
     view = View()
 
     def position(self, key: str, token: int) -> Position:
-        return Position(0, False, False, False)
+        return Position(0, False, False, False, token)
 
     def candidates(self) -> list[Candidate]:
         return []

@@ -22,7 +22,7 @@ from leaderelect import _clock, _config
 from leaderelect._etcd import EtcdClient
 from leaderelect._retry import retrying
 from leaderelect._withdrawals import Withdrawals
-from leaderelect.core.lease import LeaseEnd
+from leaderelect.core.lease import LeaseEnd, renewal_budget, renewal_retry_wait
 from leaderelect.exceptions import ConfigurationError, ElectorStateError, EtcdError, LeaseExpiredError
 from leaderelect.settings import SessionOptions, Settings
 
@@ -377,12 +377,8 @@ class Session:
                     self._wake.clear()
                 continue
             t_send = self._clock()
-            # A renewal gets at most one renewal interval: one that cannot finish by then is
-            # on a member that froze or lost its quorum, and waiting out call_timeout there
-            # cost the term at ttl 3 (renewal due at 1 s, deadline at 2.5 s, call_timeout 2 s).
-            # Running out of this budget moves to the next member, and the retry follows
-            # while the lease still has time. (Not less: a round trip up to ttl/3 is healthy.)
-            budget = min(self.call_timeout, interval)
+            # Running out of the budget moves to the next member (core.lease.renewal_budget).
+            budget = renewal_budget(self.call_timeout, lease.ttl)
             left = lease.valid_until - t_send
             try:
                 ttl = self.client.lease_keepalive(lease.id, timeout=min(budget, left), budget=budget <= left)
@@ -390,9 +386,7 @@ class Session:
                 ttl = 0
             except EtcdError as err:
                 log.warning("[%s] keepalive of lease %x failed: %s", self.name, lease.id, err)
-                # Retry soon, and sooner the less validity is left: a member failover costs
-                # each failed attempt a step, and the lease must not run out between steps.
-                next_at = self._clock() + min(0.25, max(0.02, lease.remaining() / 10))
+                next_at = self._clock() + renewal_retry_wait(lease.remaining())
                 continue
             if ttl <= 0:
                 self._lose(lease, LeaseEnd.EXPIRED)

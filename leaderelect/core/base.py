@@ -108,6 +108,12 @@ class Context:
         return out
 
 
+def call_deadline(call_timeout: float, lease_left: float) -> float:
+    """A call's deadline on behalf of a lease: never past the lease's local deadline (and
+    never zero, which gRPC takes as "no deadline")."""
+    return max(0.001, min(call_timeout, lease_left))
+
+
 def retry_wait(rng: random.Random, attempt: int, initial: float = 0.05, maximum: float = 2.0) -> float:
     """Seconds before retry number *attempt* of a background step: exponential from
     *initial* to *maximum*, plus up to *initial* of jitter (the ``_retry`` policy)."""

@@ -23,7 +23,7 @@ from __future__ import annotations
 import enum
 import random
 
-from leaderelect.core.base import Context, Mutations, Settings, min_lease, retry_wait
+from leaderelect.core.base import Context, Mutations, Settings, call_deadline, min_lease, retry_wait
 from leaderelect.core.follow import Follower
 from leaderelect.core.lease import LeaseEnd, LeaseKeeper, LeaseState
 from leaderelect.core.messages import (
@@ -68,6 +68,17 @@ RECHECK_LOW_LEASE = 0.05
 RECHECK_CONFIRM = 0.2
 #: delete attempts of the leader key on stop()/resign() before the lease is given up
 RESIGN_ATTEMPTS = 2
+
+
+def why_ended(lease_left: float, lost: LeaseEnd | None, otherwise: DemotionReason) -> DemotionReason:
+    """Why a term ended without stop() or resign(): our deadline first, then the lease, else
+    *otherwise*. After a pause the key's deletion (its lease expired on the server) can
+    arrive before our deadline's timer does; the cause is still the deadline."""
+    if lease_left <= 0 or lost is LeaseEnd.DEADLINE:
+        return DemotionReason.DEADLINE_PASSED
+    if lost is not None:
+        return DemotionReason.LEASE_LOST
+    return otherwise
 
 
 class ElectionCore:
@@ -218,7 +229,7 @@ class ElectionCore:
 
     def _timeout(self, now: float, lease: LeaseState) -> float:
         """A call's deadline: never past the lease's local deadline."""
-        return max(0.001, min(self.settings.call_timeout, lease.remaining(now)))
+        return call_deadline(self.settings.call_timeout, lease.remaining(now))
 
     def _key(self, lease: LeaseState) -> str:
         return key_of(self.follower.prefix, lease.id)
@@ -273,11 +284,11 @@ class ElectionCore:
         key = self._key(lease)
         pos = self.follower.position(key, token)
         # The view must include our own key's creation before it can say anything.
-        if not pos.known or pos.revision < token:
+        if not pos.settled:
             return
-        if not pos.present:
+        if pos.gone:
             self._idle(now)  # our key is gone: join again
-        elif pos.behind:
+        elif not pos.first:
             return
         elif lease.remaining(now) < self.min_lease:
             # Too little lease left to begin a term: its renewals are failing right now, and
@@ -299,8 +310,7 @@ class ElectionCore:
         if answer is True and lease.alive(now):
             token = self._token
             assert token is not None
-            pos = self.follower.position(self._key(lease), token)
-            if pos.known and pos.revision >= token and not pos.present:
+            if self.follower.position(self._key(lease), token).gone:
                 # Deleted while the answer was on its way (the view comes over a connection of
                 # its own, and can be the faster): do not begin a term that is already over.
                 self._idle(now)
@@ -330,14 +340,7 @@ class ElectionCore:
         return self._deliver(Demoted(term, reason))
 
     def _why_ended(self, now: float, lease: LeaseState, otherwise: DemotionReason) -> DemotionReason:
-        """Our deadline first, then the lease, else *otherwise*. After a pause the key's
-        deletion (its lease expired on the server) can arrive before our deadline's timer;
-        the cause is still the deadline."""
-        if lease.remaining(now) <= 0 or lease.lost is LeaseEnd.DEADLINE:
-            return DemotionReason.DEADLINE_PASSED
-        if lease.lost is not None:
-            return DemotionReason.LEASE_LOST
-        return otherwise
+        return why_ended(lease.remaining(now), lease.lost, otherwise)
 
     def _involuntary_end(self, now: float, reason: DemotionReason) -> None:
         """A term ended without stop() or resign(): this lease's term is over for good."""
@@ -434,8 +437,7 @@ class ElectionCore:
         elif self.phase is Phase.LEADING:
             lease, token = self._lease, self._token
             assert lease is not None and token is not None
-            pos = self.follower.position(self._key(lease), token)
-            if pos.known and pos.revision >= token and not pos.present:
+            if self.follower.position(self._key(lease), token).gone:
                 self._involuntary_end(now, self._why_ended(now, lease, DemotionReason.KEY_DELETED))
 
     def _deliver(self, callback: Callback) -> int:

@@ -73,7 +73,7 @@ class Follower:
 
     def position(self, key: str, token: int) -> Position:
         view = self.view
-        return Position(view.revision, view.known, key in self.queue, self.queue.predecessor(token) is not None)
+        return Position(view.revision, view.known, key in self.queue, self.queue.predecessor(token) is not None, token)
 
     # -- connect -----------------------------------------------------------------------------
 

@@ -28,6 +28,22 @@ class LeaseEnd(Reason):
     ERROR = "internal error"
 
 
+def renewal_budget(call_timeout: float, ttl: int) -> float:
+    """The most a renewal may take: one renewal interval. A renewal that cannot finish by
+    then is on a member that froze or lost its quorum, and waiting out ``call_timeout`` there
+    cost the term at ttl 3 (renewal due at 1 s, deadline at 2.5 s, call_timeout 2 s); the
+    retry goes to the next member while the lease has time. (Not less: a round trip up to
+    ttl/3 is healthy.)"""
+    return min(call_timeout, ttl / 3)
+
+
+def renewal_retry_wait(lease_left: float) -> float:
+    """Seconds before retrying a failed renewal: soon, and sooner the less of the lease is
+    left (a member failover costs each failed attempt a step, and the lease must not run out
+    between steps)."""
+    return min(0.25, max(0.02, lease_left / 10))
+
+
 class LeaseState:
     """One granted lease and its local deadline (which only moves forward)."""
 
@@ -156,10 +172,7 @@ class LeaseKeeper:
         lease = self.lease
         if lease is None or not lease.alive(now):
             return  # the deadline timer says why
-        # A renewal gets at most one renewal interval: one that cannot finish by then is on a
-        # member that froze or lost its quorum; the retry follows while the lease has time.
-        budget = min(self._ctx.settings.call_timeout, lease.ttl / 3)
-        timeout = min(budget, lease.valid_until - now)
+        timeout = min(renewal_budget(self._ctx.settings.call_timeout, lease.ttl), lease.valid_until - now)
         self._call = self._ctx.call(KeepAlive(lease.id), timeout, lambda t, a: self._renewed(t, a, lease, now))
         self._renewing = True
 
@@ -182,10 +195,7 @@ class LeaseKeeper:
         if isinstance(answer, Failed) and answer.failure is Failure.LEASE_NOT_FOUND:
             self.lose(now, lease, LeaseEnd.EXPIRED)
             return
-        # Retry soon, and sooner the less validity is left: a member failover costs each
-        # failed attempt a step, and the lease must not run out between steps.
-        retry = min(0.25, max(0.02, lease.remaining(now) / 10))
-        self._ctx.set_timer("lease.renew", now + retry, self._renew)
+        self._ctx.set_timer("lease.renew", now + renewal_retry_wait(lease.remaining(now)), self._renew)
 
     def _deadline(self, now: float) -> None:
         lease = self.lease

@@ -117,10 +117,28 @@ class View:
 
 @dataclass(frozen=True)
 class Position:
-    """Where one candidate key stands in the queue as of ``revision``."""
+    """Where the candidate key created at revision ``token`` stands in the queue as of
+    ``revision``. The rules read off it are the same for the threaded campaign and the core."""
 
     revision: int
     known: bool
     present: bool
     #: a candidate is ahead of it in the queue
     behind: bool
+    #: the key's create revision
+    token: int = 0
+
+    @property
+    def settled(self) -> bool:
+        """The view includes the key's creation: only then does it say anything about the key."""
+        return self.known and self.revision >= self.token
+
+    @property
+    def gone(self) -> bool:
+        """The key was created and is no longer there (deleted, or its lease ended)."""
+        return self.settled and not self.present
+
+    @property
+    def first(self) -> bool:
+        """The key is there and nobody is ahead of it."""
+        return self.settled and self.present and not self.behind

@@ -305,8 +305,7 @@ class World:
             lease = core.lease
             assert lease is not None
             record = TermRecord(node.index, node.incarnation, term.key, term.token, now, lease)
-            pos = core.follower.position(term.key, term.token)
-            if pos.known and pos.revision >= term.token and not pos.present:
+            if core.follower.position(term.key, term.token).gone:
                 self.blind_terms.append(
                     f"node {node.index} began term {term.token} though its view showed its key gone"
                 )
