@@ -160,12 +160,17 @@ def step_down(
 
 
 def crash_failovers(
-    workers: list[Proc], respawn: Callable[[int], Proc], settled: Callable[[], bool], ttl: float, trials: int
-) -> list[tuple[float, dict[str, Any]]]:
+    workers: list[Proc],
+    respawn: Callable[[int], Proc],
+    settled: Callable[[], bool],
+    ttl: float,
+    trials: int,
+    each: Callable[[float, dict[str, Any]], None],
+) -> None:
     """``kill -9`` the leading worker's process *trials* times, once *settled()* and someone
-    leads; each time a fresh ``respawn(i)`` replaces it in *workers*. Returns (the moment of
-    the kill, the survivor's ``elected`` event) per trial that got a successor in ttl + 10 s."""
-    out = []
+    leads; each time a fresh ``respawn(i)`` replaces it in *workers*. ``each(the moment of the
+    kill, the survivor's elected event)`` runs right after every trial that got a successor
+    within ttl + 10 s (so what it reads is as of that trial)."""
     for i in range(trials):
         wait_until(lambda: settled() and any(w.leads() for w in workers), 30)
         leader = next((w for w in workers if w.leads()), None)
@@ -177,10 +182,9 @@ def crash_failovers(
         survivor = next(w for w in workers if w is not leader)
         elected = survivor.wait("elected", after=t0, timeout=ttl + 10)
         if elected:
-            out.append((t0, elected))
+            each(t0, elected)
         workers.remove(leader)
         workers.append(respawn(i))
-    return out
 
 
 def etcd_metrics(etcd: EtcdServer) -> dict[str, float]:

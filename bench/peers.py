@@ -159,10 +159,15 @@ def peer_measure(
         path = f"{prefix}failover{ttl}"
         workers = [spawn(path, float(ttl)) for _ in range(2)]
         try:
-            kills = crash_failovers(
-                workers, lambda _: spawn(path, float(ttl)), lambda: settled(path, workers), ttl, n(30, 5)
+            total: list[float] = []
+            crash_failovers(
+                workers,
+                lambda _: spawn(path, float(ttl)),
+                lambda: settled(path, workers),
+                ttl,
+                n(30, 5),
+                lambda t0, elected: total.append(elected["t"] - t0),
             )
-            total = [elected["t"] - t0 for t0, elected in kills]
         finally:
             for w in workers:
                 w.close()

@@ -71,7 +71,8 @@ class Host:
     """
 
     name: str
-    value: bytes
+    #: what to proclaim (proclaim() changes it: read it each time)
+    value: Callable[[], bytes]
     session: Session
     #: the elector's part in the session (abandon a lease, withdraw a key)
     membership: Membership
@@ -202,7 +203,7 @@ class Campaign:
                     if not lease.alive():
                         return None
                     return election.campaign(
-                        self._client, self._name, lease.id, self._host.value, timeout=self._timeout(lease)
+                        self._client, self._name, lease.id, self._host.value(), timeout=self._timeout(lease)
                     )
         except LeaseExpiredError:
             self._membership.abandon(lease, LeaseEnd.UNKNOWN_TO_ETCD)
@@ -248,7 +249,13 @@ class Campaign:
     def _lead(self, lease: Lease, token: int) -> None:
         key = election.candidate_key(self._name, lease.id)
         term = Term(
-            self._name, key.decode(), token, lease.id, self._host.value.decode("utf-8", "replace"), self._clock(), lease
+            self._name,
+            key.decode(),
+            token,
+            lease.id,
+            self._host.value().decode("utf-8", "replace"),
+            self._clock(),
+            lease,
         )
         self._interest = (key.decode(), token, True)
         self._host.begin_term(term)

@@ -103,8 +103,9 @@ class LeaderElector:
     ) -> None:
         self.name = _config.check_name(name)
         self._value = _config.check_value(value)
+        # an unknown name is a TypeError that lists the known ones (with or without a session)
+        settings.Settings.of(options, also=("value", "session", "demote_timeout"))
         if session is not None:
-            settings.Settings.of(options)  # an unknown name is a TypeError, as without a session
             mine = sorted(settings.given(options))
             if mine:
                 raise ConfigurationError(f"{', '.join(mine)} belong to the shared session, not the elector")
@@ -145,7 +146,7 @@ class LeaderElector:
         self._campaign = Campaign(
             Host(
                 name=self.name,
-                value=self._value,
+                value=lambda: self._value,
                 session=self._session,
                 membership=self._membership,
                 owns_session=self._owns_session,

@@ -13,9 +13,11 @@ the last renewal (or grant) that succeeded: etcd cannot expire the lease before 
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import threading
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Callable
 
 from leaderelect import _clock, _config
@@ -123,15 +125,15 @@ class Session:
     :param options: ``ttl``, ``guard``, ``call_timeout``, ``tls_ca``, ``tls_cert``,
         ``tls_key``, ``tls_credentials``, ``user``, ``password``, ``keepalive_time``: the
         fields of :class:`~leaderelect.Settings`, where each is documented; ``None`` takes
-        the default. ``session.settings`` holds the values in force.
+        the default, except ``keepalive_time=None``, which turns the pings off.
+        ``session.settings`` holds the values in force.
     :raises ConfigurationError: for any invalid setting.
     """
 
     def __init__(
-        self, endpoints: str | list[str] | None = None, *, name: str = "session", **options: Unpack[SessionOptions]
+        self, endpoints: str | Sequence[str] | None = None, *, name: str = "session", **options: Unpack[SessionOptions]
     ) -> None:
-        #: the settings in force (defaults filled in)
-        self.settings = settings = Settings.of({"endpoints": endpoints, **options})
+        settings = Settings.of({"endpoints": endpoints, **options})
         parsed, https = _config.parse_endpoints(settings.endpoints)
         self.ttl = _config.check_ttl(settings.ttl)
         self.guard = _config.check_guard(self.ttl, settings.guard)
@@ -143,6 +145,14 @@ class Session:
             settings.tls_ca, settings.tls_cert, settings.tls_key, https=https, credentials=settings.tls_credentials
         )
         user, password = _config.check_credentials(settings.user, settings.password)
+        #: the settings in force: as given, with the defaults filled in
+        self.settings = dataclasses.replace(
+            settings,
+            endpoints=_config.DEFAULT_ENDPOINTS if settings.endpoints is None else settings.endpoints,
+            ttl=self.ttl,
+            guard=self.guard,
+            call_timeout=self.call_timeout,
+        )
         self.name = name
         self._clock: Clock = _clock.clock
         self.client = EtcdClient(

@@ -2,14 +2,16 @@
 
 A :class:`~leaderelect.Session` takes them as keywords; a :class:`~leaderelect.LeaderElector`
 without a shared session passes the same keywords on to the session it makes for itself.
-``session.settings`` holds the values in force. Checking them (files, numbers, endpoints)
-is the session's job, at construction, so every bad value is a ``ConfigurationError`` there.
+``session.settings`` holds the values in force (defaults filled in). Checking them (files,
+numbers, endpoints) is the session's job, at construction, so every bad value is a
+``ConfigurationError`` there. (The core has its own internal per-candidate tuple,
+``core.base.Config``; this is the one users see.)
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypedDict
 
@@ -24,8 +26,9 @@ class Settings:
     pings off; so a configuration file's empty entry never overrides a default by accident.
     """
 
-    #: ``"host:port,host:port"`` or a list; ``https://`` implies TLS. Default ``127.0.0.1:2379``.
-    endpoints: str | list[str] | None = None
+    #: ``"host:port,host:port"`` or a sequence of them (kept as a tuple); ``https://`` implies
+    #: TLS. Default ``127.0.0.1:2379``.
+    endpoints: str | Sequence[str] | None = None
     #: lease TTL in whole seconds (>= 2). Shorter means faster failover after a crash and more
     #: renewals (one every ttl/3); the leader demotes itself ``guard`` seconds before it ends.
     ttl: int = 10
@@ -51,14 +54,19 @@ class Settings:
     keepalive_time: float | None = 6.0
 
     @classmethod
-    def of(cls, options: Mapping[str, Any]) -> Settings:
-        """Settings from keywords: an unknown name is a TypeError naming it, and ``None``
-        takes the default (but turns ``keepalive_time`` off)."""
+    def of(cls, options: Mapping[str, Any], *, also: Sequence[str] = ()) -> Settings:
+        """Settings from keywords: an unknown name is a TypeError that lists the settings
+        (and *also*, the caller's other keywords); ``None`` takes the default (but turns
+        ``keepalive_time`` off)."""
         known = [f.name for f in dataclasses.fields(cls)]
         unknown = sorted(set(options) - set(known))
         if unknown:
-            raise TypeError(f"unknown setting {', '.join(unknown)}; the settings are {', '.join(known)}")
-        return cls(**given(options))
+            others = f"; also {', '.join(also)}" if also else ""
+            raise TypeError(f"unknown setting {', '.join(unknown)}; the settings are {', '.join(known)}{others}")
+        values = given(options)
+        if isinstance(values.get("endpoints"), list):
+            values["endpoints"] = tuple(values["endpoints"])  # frozen, hashable
+        return cls(**values)
 
 
 def given(options: Mapping[str, Any]) -> dict[str, Any]:
@@ -87,4 +95,4 @@ class ConnectionOptions(SessionOptions, total=False):
     """The keywords :class:`~leaderelect.LeaderElector` passes on to the session it makes
     for itself: every field of :class:`Settings`."""
 
-    endpoints: str | list[str] | None
+    endpoints: str | Sequence[str] | None

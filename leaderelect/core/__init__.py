@@ -6,7 +6,7 @@ Events go in (``start``, ``answer``, ``watch``, ``tick``, ``stop``, ``resign``,
 simulated etcd; a test imports this package with sockets, threads and clocks blocked.
 """
 
-from leaderelect.core.base import Mutations, Settings
+from leaderelect.core.base import Config, Mutations
 from leaderelect.core.elector import ElectionCore, Phase
 from leaderelect.core.lease import LeaseEnd, LeaseState
 from leaderelect.core.queue import Candidate, CandidateQueue, Position, View
@@ -14,12 +14,12 @@ from leaderelect.core.queue import Candidate, CandidateQueue, Position, View
 __all__ = [
     "Candidate",
     "CandidateQueue",
+    "Config",
     "ElectionCore",
     "LeaseEnd",
     "LeaseState",
     "Mutations",
     "Phase",
     "Position",
-    "Settings",
     "View",
 ]

@@ -17,7 +17,7 @@ Handler = Callable[[float, Any], None]
 TimerHandler = Callable[[float], None]
 
 
-class Settings(NamedTuple):
+class Config(NamedTuple):
     """One candidate's settings, already checked (``leaderelect._config`` checks user input)."""
 
     name: str
@@ -42,7 +42,7 @@ class Mutations(NamedTuple):
 class Context:
     """The state every part of one core shares."""
 
-    def __init__(self, settings: Settings, rng: random.Random, mutations: Mutations | None = None) -> None:
+    def __init__(self, settings: Config, rng: random.Random, mutations: Mutations | None = None) -> None:
         self.settings = settings
         self.rng = rng
         self.mutations = mutations or Mutations()

@@ -23,7 +23,7 @@ from __future__ import annotations
 import enum
 import random
 
-from leaderelect.core.base import Context, Mutations, Settings, call_deadline, min_lease, retry_wait
+from leaderelect.core.base import Config, Context, Mutations, call_deadline, min_lease, retry_wait
 from leaderelect.core.follow import Follower
 from leaderelect.core.lease import LeaseEnd, LeaseKeeper, LeaseState
 from leaderelect.core.messages import (
@@ -84,7 +84,7 @@ def why_ended(lease_left: float, lost: LeaseEnd | None, otherwise: DemotionReaso
 class ElectionCore:
     """One candidate of election *settings.name* on a lease of its own."""
 
-    def __init__(self, settings: Settings, rng: random.Random, mutations: Mutations | None = None) -> None:
+    def __init__(self, settings: Config, rng: random.Random, mutations: Mutations | None = None) -> None:
         self.settings = settings
         self._ctx = ctx = Context(settings, rng, mutations)
         self.lease_keeper = LeaseKeeper(ctx, self._lease_granted, self._lease_lost)

@@ -126,7 +126,7 @@ class Position:
     #: a candidate is ahead of it in the queue
     behind: bool
     #: the key's create revision
-    token: int = 0
+    token: int
 
     @property
     def settled(self) -> bool:

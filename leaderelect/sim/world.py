@@ -14,7 +14,7 @@ import random
 from collections import deque
 from typing import Any, Callable
 
-from leaderelect.core import ElectionCore, Mutations, Phase, Settings
+from leaderelect.core import Config, ElectionCore, Mutations, Phase
 from leaderelect.core.lease import LeaseState
 from leaderelect.core.messages import (
     Action,
@@ -185,7 +185,7 @@ class World:
         self.confirmed: dict[tuple[str, int], float] = {}
         #: (key, create revision) -> when someone other than its candidate deleted it
         self.operator_deleted: dict[tuple[str, int], float] = {}
-        self.settings = Settings(
+        self.settings = Config(
             name=NAME,
             value=b"",
             ttl=plan.ttl,

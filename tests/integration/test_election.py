@@ -141,6 +141,18 @@ def test_proclaim_changes_the_value_observers_see(make_elector: ElectorFactory) 
         watcher.proclaim("usurper")
 
 
+def test_a_proclaimed_value_stays_for_the_next_terms(make_elector: ElectorFactory) -> None:
+    leader = make_elector("old").start()
+    assert leader.wait_elected(10)
+    assert leader.proclaim("new")
+    assert leader.resign(cooldown=0)
+    assert wait_until(lambda: leader.term is not None, 10)  # the next term, with a new key
+    term = leader.term
+    assert term is not None and term.value == "new"
+    assert leader.value == "new"
+    assert wait_until(lambda: leader.leader is not None and leader.leader.value == "new", 5)
+
+
 def test_fenced_writes_are_rejected_after_the_term(make_elector: ElectorFactory, etcd3_client: Any, name: str) -> None:
     a = make_elector("a").start()
     assert a.wait_elected(10)

@@ -124,12 +124,14 @@ def test_settings_have_one_home() -> None:
     fields = {f.name for f in dataclasses.fields(Settings)}
     assert set(ConnectionOptions.__optional_keys__) == fields
     assert set(SessionOptions.__optional_keys__) == fields - {"endpoints"}
-    session = Session("127.0.0.1:1", ttl=5, guard=None, keepalive_time=None)
-    assert session.settings == Settings(endpoints="127.0.0.1:1", ttl=5, keepalive_time=None)
+    # the settings in force: as given, defaults filled in
+    session = Session(["127.0.0.1:1"], ttl=5, guard=None, keepalive_time=None)
+    assert session.settings == Settings(endpoints=("127.0.0.1:1",), ttl=5, guard=0.5, keepalive_time=None)
+    hash(session.settings)  # frozen values, lists kept as tuples
     session.close()
     # an elector without a session passes its settings on; None takes the default
-    elector = LeaderElector("jobs", endpoints="127.0.0.1:1", ttl=None, call_timeout=0.5)
-    assert elector.session.settings == Settings(endpoints="127.0.0.1:1", call_timeout=0.5)
+    elector = LeaderElector("jobs", ttl=None, call_timeout=0.5)
+    assert elector.session.settings == Settings(endpoints="127.0.0.1:2379", guard=1.0, call_timeout=0.5)
     assert elector.ttl == 10
     elector.stop()
 
@@ -137,6 +139,8 @@ def test_settings_have_one_home() -> None:
 def test_unknown_setting_is_named() -> None:
     with pytest.raises(TypeError, match="unknown setting keepalive; the settings are endpoints, ttl"):
         LeaderElector("jobs", endpoints="127.0.0.1:1", keepalive=3)  # type: ignore[call-arg]
+    with pytest.raises(TypeError, match="unknown setting demote_timout; .*; also value, session, demote_timeout"):
+        LeaderElector("jobs", endpoints="127.0.0.1:1", demote_timout=3)  # type: ignore[call-arg]
     session = Session("127.0.0.1:1")
     with pytest.raises(TypeError, match="unknown setting tls"):
         LeaderElector("jobs", session=session, tls="x")  # type: ignore[call-arg]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 from collections.abc import Sequence
 
-from leaderelect.core import ElectionCore, Mutations, Phase, Settings
+from leaderelect.core import Config, ElectionCore, Mutations, Phase
 from leaderelect.core.messages import (
     Action,
     Call,
@@ -35,7 +35,7 @@ from leaderelect.core.messages import (
     WatchEvents,
 )
 
-SETTINGS = Settings(name="jobs", value=b"me", ttl=3, guard=0.5, call_timeout=1.0, demote_timeout=1.0)
+SETTINGS = Config(name="jobs", value=b"me", ttl=3, guard=0.5, call_timeout=1.0, demote_timeout=1.0)
 LEASE = 0x1F
 
 
