@@ -37,74 +37,119 @@ class Mutations(NamedTuple):
     skip_confirm: bool = False
     #: after a lost deadline keep the lease and renew it again: the term resumes
     resume_kept_lease: bool = False
+    #: on a shared session, try a stopped election's key delete once (the old defect)
+    withdraw_once: bool = False
+
+
+class _Shared:
+    """What the scopes of one context share: one output list, one timer table, one set of
+    calls and ids (so a driver needs no routing: every id is unique in the session)."""
+
+    __slots__ = ("calls", "next_id", "next_seq", "out", "timers")
+
+    def __init__(self) -> None:
+        self.out: list[Action] = []
+        self.timers: dict[str, tuple[float, TimerHandler]] = {}
+        self.calls: dict[int, Handler] = {}
+        self.next_id = 0
+        self.next_seq = 0
 
 
 class Context:
-    """The state every part of one core shares."""
+    """The state every part of one core shares.
 
-    def __init__(self, settings: Config, rng: random.Random, mutations: Mutations | None = None) -> None:
+    A session's elections each get a :meth:`scope` of the session's context: their own
+    settings, their timers under their own names, their actions tagged with their origin,
+    and the session's one output list, timer table and ids.
+    """
+
+    def __init__(
+        self,
+        settings: Config,
+        rng: random.Random,
+        mutations: Mutations | None = None,
+        *,
+        origin: str = "",
+        shared: _Shared | None = None,
+    ) -> None:
         self.settings = settings
         self.rng = rng
         self.mutations = mutations or Mutations()
-        self.out: list[Action] = []
-        self._timers: dict[str, tuple[float, TimerHandler]] = {}
-        self._calls: dict[int, Handler] = {}
-        self._next_id = 0
+        #: which election the actions of this scope belong to ("" for the session's own)
+        self.origin = origin
+        self._prefix = f"{origin}:" if origin else ""
+        self._s = shared or _Shared()
+
+    def scope(self, settings: Config, origin: str) -> Context:
+        """A context for election *origin* on this one's output, timers and ids."""
+        return Context(settings, self.rng, self.mutations, origin=origin, shared=self._s)
+
+    @property
+    def out(self) -> list[Action]:
+        return self._s.out
 
     # -- ids -------------------------------------------------------------------------------
 
     def new_id(self) -> int:
-        self._next_id += 1
-        return self._next_id
+        """A call or watch id, unique in the session."""
+        self._s.next_id += 1
+        return self._s.next_id
+
+    def new_seq(self) -> int:
+        """The sequence number of a Deliver, unique in the session."""
+        self._s.next_seq += 1
+        return self._s.next_seq
 
     # -- calls -----------------------------------------------------------------------------
 
     def call(self, request: Request, timeout: float, handler: Handler) -> int:
         """Ask for *request* to be sent; *handler(now, answer)* gets its answer."""
         call_id = self.new_id()
-        self._calls[call_id] = handler
-        self.out.append(Call(call_id, request, max(0.001, timeout)))
+        self._s.calls[call_id] = handler
+        self._s.out.append(Call(call_id, request, max(0.001, timeout), self.origin))
         return call_id
 
     def answer(self, now: float, call_id: int, answer: Answer) -> None:
-        handler = self._calls.pop(call_id, None)
+        handler = self._s.calls.pop(call_id, None)
         if handler is not None:  # else: nobody waits for it any more
             handler(now, answer)
 
     def forget(self, call_id: int | None) -> None:
         if call_id is not None:
-            self._calls.pop(call_id, None)
+            self._s.calls.pop(call_id, None)
 
     def pending_calls(self) -> int:
-        return len(self._calls)
+        return len(self._s.calls)
 
     # -- timers ----------------------------------------------------------------------------
 
     def set_timer(self, name: str, at: float, handler: TimerHandler) -> None:
-        self._timers[name] = (at, handler)
+        self._s.timers[self._prefix + name] = (at, handler)
 
     def cancel_timer(self, name: str) -> None:
-        self._timers.pop(name, None)
+        self._s.timers.pop(self._prefix + name, None)
 
     def wake_at(self) -> float | None:
         """When the core next needs ``tick()`` (None: only on input)."""
-        return min((at for at, _ in self._timers.values()), default=None)
+        return min((at for at, _ in self._s.timers.values()), default=None)
 
     def run_timers(self, now: float) -> None:
-        """Fire every timer due at *now*, earliest first (a handler may set new ones)."""
+        """Fire every timer due at *now* (of every scope), earliest first (a handler may set
+        new ones)."""
+        timers = self._s.timers
         for _ in range(10_000):  # bounded: a handler that re-arms itself at once is a bug
-            due = [(at, name) for name, (at, _) in self._timers.items() if at <= now]
+            due = [(at, name) for name, (at, _) in timers.items() if at <= now]
             if not due:
                 return
             _, name = min(due)
-            _, handler = self._timers.pop(name)
+            _, handler = timers.pop(name)
             handler(now)
         raise RuntimeError("timers keep firing at one instant")
 
     # -- output ----------------------------------------------------------------------------
 
     def take(self) -> list[Action]:
-        out, self.out = self.out, []
+        out, self._s.out = self._s.out, []
         return out
 
 

@@ -23,9 +23,9 @@ from __future__ import annotations
 import enum
 import random
 
-from leaderelect.core.base import Config, Context, Mutations, call_deadline, min_lease, retry_wait
+from leaderelect.core.base import Config, Mutations, call_deadline, min_lease, retry_wait
 from leaderelect.core.follow import Follower
-from leaderelect.core.lease import LeaseEnd, LeaseKeeper, LeaseState
+from leaderelect.core.lease import LeaseEnd, LeaseState
 from leaderelect.core.messages import (
     Action,
     Answer,
@@ -48,6 +48,7 @@ from leaderelect.core.messages import (
     WatchMessage,
 )
 from leaderelect.core.queue import View, key_of
+from leaderelect.core.session import SessionCore
 
 
 class Phase(enum.Enum):
@@ -84,10 +85,19 @@ def why_ended(lease_left: float, lost: LeaseEnd | None, otherwise: DemotionReaso
 class ElectionCore:
     """One candidate of election *settings.name* on a lease of its own."""
 
-    def __init__(self, settings: Config, rng: random.Random, mutations: Mutations | None = None) -> None:
+    def __init__(
+        self,
+        settings: Config,
+        rng: random.Random,
+        mutations: Mutations | None = None,
+        *,
+        session: SessionCore | None = None,
+    ) -> None:
         self.settings = settings
-        self._ctx = ctx = Context(settings, rng, mutations)
-        self.lease_keeper = LeaseKeeper(ctx, self._lease_granted, self._lease_lost)
+        #: the lease this election campaigns on: shared with other elections, or its own
+        self.session = session or SessionCore(settings, rng, mutations, shared=False)
+        self._ctx = ctx = self.session.context_for(settings)
+        self.lease_keeper = self.session.lease_keeper
         self.follower = Follower(ctx, settings.name + "/", self._view)
         self.phase = Phase.NEW
         self.term: TermInfo | None = None
@@ -100,7 +110,6 @@ class ElectionCore:
         self._stopping: DemotionReason | None = None
         self._resign_requests: list[tuple[int, float]] = []  # (request, cooldown) being served
         self._next_request = 0
-        self._seq = 0
         self._waiting_for: int | None = None  # the Deliver seq whose callbacks a step-down waits for
         self._resign_attempt = 0
         self._shown: tuple[str, int, bytes] | None = None
@@ -109,14 +118,20 @@ class ElectionCore:
         #: terms won, and demotions by reason
         self.elections = 0
         self.demotions: dict[DemotionReason, int] = {}
+        self.session.attach(self)
+
+    @property
+    def name(self) -> str:
+        return self.settings.name
 
     # -- inputs ------------------------------------------------------------------------------
 
     def start(self, now: float) -> list[Action]:
         if self.phase is Phase.NEW:
             self._enter(Phase.IDLE)
-            self.lease_keeper.start(now)
+            self.session.start(now)
             self.follower.start(now)
+            self._step(now)  # a shared session may hold a lease already
         return self._ctx.take()
 
     def stop(self, now: float, reason: DemotionReason = DemotionReason.STOPPED) -> list[Action]:
@@ -127,7 +142,8 @@ class ElectionCore:
             self._stopping = reason
             if self.phase is Phase.NEW:
                 self._enter(Phase.DONE)
-                self._ctx.out.append(Finished())
+                self.session.detach(self)
+                self._ctx.out.append(Finished(self._ctx.origin))
             elif self.phase is Phase.LEADING:
                 self._step_down(now, reason)
             elif self.phase is not Phase.STEPPING_DOWN:
@@ -146,37 +162,49 @@ class ElectionCore:
         elif self.phase is Phase.STEPPING_DOWN and self._resign_requests:
             self._resign_requests.append((request, cooldown))  # answered with the step-down in progress
         else:
-            self._ctx.out.append(ResignDone(request, False))
+            self._ctx.out.append(ResignDone(request, False, self._ctx.origin))
         return request, self._ctx.take()
 
+    # The session's inputs, for a driver with one election on the lease (on a shared session
+    # the driver may call the session's own; actions of every election come out either way).
+
     def answer(self, now: float, call_id: int, answer: Answer) -> list[Action]:
-        self._ctx.run_timers(now)  # the deadline before the answer that may come too late
-        self._ctx.answer(now, call_id, answer)
-        if self.phase is Phase.STOPPING:
-            self._check_finished(now)
-        return self._ctx.take()
+        return self.session.answer(now, call_id, answer)
 
     def watch(self, now: float, watch_id: int, message: WatchMessage) -> list[Action]:
-        self._ctx.run_timers(now)
-        self.follower.watch(now, watch_id, message)
-        return self._ctx.take()
+        return self.session.watch(now, watch_id, message)
 
     def callback_done(self, now: float, seq: int) -> list[Action]:
-        self._ctx.run_timers(now)
+        return self.session.callback_done(now, seq)
+
+    def tick(self, now: float) -> list[Action]:
+        return self.session.tick(now)
+
+    # -- from the session (session.Member) --------------------------------------------------------
+
+    def watch_message(self, now: float, watch_id: int, message: WatchMessage) -> None:
+        self.follower.watch(now, watch_id, message)
+
+    def delivered(self, now: float, seq: int) -> None:
+        """The user's callbacks of Deliver *seq* returned."""
         if seq == self._waiting_for and self.phase is Phase.STEPPING_DOWN:
             self._waiting_for = None
             self._ctx.cancel_timer("campaign.demote")
             self._delete_key(now)
-        return self._ctx.take()
 
-    def tick(self, now: float) -> list[Action]:
-        self._ctx.run_timers(now)
-        return self._ctx.take()
+    def settle(self, now: float) -> None:
+        """After each input: a stop waiting for the lease's revoke may be finished."""
+        if self.phase is Phase.STOPPING:
+            self._check_finished(now)
+
+    def withdrawal_done(self, now: float) -> None:
+        """A predecessor's key delete finished: joining is safe now."""
+        self._step(now)
 
     # -- queries -----------------------------------------------------------------------------
 
     def wake_at(self) -> float | None:
-        return self._ctx.wake_at()
+        return self.session.wake_at()
 
     def is_leader(self, now: float) -> bool:
         """Leading, with the lease's local deadline still ahead: computed from *now*."""
@@ -219,6 +247,8 @@ class ElectionCore:
         if now < self._cooldown_until:
             self._ctx.set_timer("campaign.cooldown", self._cooldown_until, self._step)
             return
+        if self.session.withdrawing(self.name):
+            return  # withdrawal_done steps again
         self._enter(Phase.JOINING)
         self._lease = lease
         # Unknown until this join answers: if its answer is lost and we stop, the key is
@@ -388,7 +418,7 @@ class ElectionCore:
             self.lease_keeper.lose(now, lease, LeaseEnd.KEY_NOT_DELETED)
         for request, cooldown in self._resign_requests:
             self._cooldown_until = max(self._cooldown_until, now + cooldown)
-            self._ctx.out.append(ResignDone(request, True))
+            self._ctx.out.append(ResignDone(request, True, self._ctx.origin))
         self._resign_requests = []
         self._idle(now)  # or, when stopping, finish
 
@@ -399,23 +429,34 @@ class ElectionCore:
         for name in ("campaign.join", "campaign.turn", "campaign.cooldown", "campaign.demote"):
             self._ctx.cancel_timer(name)
         for request, _ in self._resign_requests:
-            self._ctx.out.append(ResignDone(request, True))
+            self._ctx.out.append(ResignDone(request, True, self._ctx.origin))
         self._resign_requests = []
         self.follower.stop(now)
+        if self.session.shared:
+            # The lease lives on for the other elections: our key must go by a delete, for
+            # sure (a join in flight is ahead of it on the same connection).
+            lease = self._lease
+            if lease is not None and lease.alive(now):
+                self.session.withdraw(now, self.name, self._key(lease), self._token, lease)
+            self.session.detach(self)
+            self._enter(Phase.DONE)
+            self._ctx.out.append(Finished(self._ctx.origin))
+            return
         self.lease_keeper.close(now)
         self._check_finished(now)
 
     def _check_finished(self, now: float) -> None:
         if self.phase is Phase.STOPPING and self.lease_keeper.closed:
             self._enter(Phase.DONE)
-            self._ctx.out.append(Finished())
+            self.session.detach(self)
+            self._ctx.out.append(Finished(self._ctx.origin))
 
     # -- from the lease and the view ------------------------------------------------------------
 
-    def _lease_granted(self, now: float, lease: LeaseState) -> None:
+    def lease_granted(self, now: float, lease: LeaseState) -> None:
         self._step(now)
 
-    def _lease_lost(self, now: float, lease: LeaseState) -> None:
+    def lease_lost(self, now: float, lease: LeaseState) -> None:
         if lease is not self._lease:
             return
         if self.phase is Phase.LEADING:
@@ -428,7 +469,7 @@ class ElectionCore:
     def _view(self, now: float, view: View) -> None:
         leader = view.leader if view.known else None
         shown = (leader.key, leader.token, leader.raw_value) if leader is not None else None
-        self._ctx.out.append(Publish(view))
+        self._ctx.out.append(Publish(view, self._ctx.origin))
         if shown != self._shown:
             self._shown = shown
             self._deliver(LeaderChanged(leader))
@@ -441,6 +482,6 @@ class ElectionCore:
                 self._involuntary_end(now, self._why_ended(now, lease, DemotionReason.KEY_DELETED))
 
     def _deliver(self, callback: Callback) -> int:
-        self._seq += 1
-        self._ctx.out.append(Deliver(self._seq, callback))
-        return self._seq
+        seq = self._ctx.new_seq()
+        self._ctx.out.append(Deliver(seq, callback, self._ctx.origin))
+        return seq

@@ -67,7 +67,7 @@ class Follower:
         self._ctx.forget(self._call)
         self._call = None
         if self._watch is not None:
-            self._ctx.out.append(CloseWatch(self._watch))
+            self._ctx.out.append(CloseWatch(self._watch, self._ctx.origin))
             self._watch = None
         self.view = View(self.view.revision, self.view.leader, False, self.view.observed_at, self.view.size)
 
@@ -96,7 +96,7 @@ class Follower:
         self._watch = self._ctx.new_id()
         self._established_at = None
         self.watches_opened += 1
-        self._ctx.out.append(OpenWatch(self._watch, self.prefix, answer.revision + 1))
+        self._ctx.out.append(OpenWatch(self._watch, self.prefix, answer.revision + 1, self._ctx.origin))
 
     # -- follow ------------------------------------------------------------------------------
 

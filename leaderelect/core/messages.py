@@ -211,6 +211,8 @@ class Call(NamedTuple):
     call_id: int
     request: Request
     timeout: float
+    #: the election that asks ("" for the session: the lease, a withdrawal)
+    origin: str = ""
 
 
 class OpenWatch(NamedTuple):
@@ -219,10 +221,12 @@ class OpenWatch(NamedTuple):
     watch_id: int
     prefix: str
     start_revision: int
+    origin: str = ""
 
 
 class CloseWatch(NamedTuple):
     watch_id: int
+    origin: str = ""
 
 
 class Deliver(NamedTuple):
@@ -231,12 +235,15 @@ class Deliver(NamedTuple):
 
     seq: int
     callback: Callback
+    #: whose user callbacks these are (the election's name)
+    origin: str = ""
 
 
 class Publish(NamedTuple):
     """A new view of the queue (for ``observation``)."""
 
     view: View
+    origin: str = ""
 
 
 class ResignDone(NamedTuple):
@@ -244,10 +251,14 @@ class ResignDone(NamedTuple):
 
     request: int
     stepped_down: bool
+    origin: str = ""
 
 
 class Finished(NamedTuple):
-    """Stopped: nothing of this candidate is left running or pending."""
+    """Stopped: nothing of this candidate is left running or pending (on a shared session,
+    its key may still be being withdrawn: that is the session's)."""
+
+    origin: str = ""
 
 
 Action = Union[Call, OpenWatch, CloseWatch, Deliver, Publish, ResignDone, Finished]

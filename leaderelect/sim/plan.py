@@ -50,6 +50,9 @@ class Plan(NamedTuple):
     #: an application key without a lease under the election's prefix
     noise_key: bool
     faults: tuple[Fault, ...]
+    #: per node: its elector is on a shared session, beside a second election that keeps
+    #: the lease alive (a stopped elector's key must then go by a delete)
+    shared: tuple[bool, ...] = ()
 
     @property
     def settle(self) -> float:
@@ -81,7 +84,7 @@ def draw(seed: int, *, guard: float | None = None, kinds: tuple[str, ...] = FAUL
             value = rng.choice((0.0, 1.0))  # 1: the key next in line after the leader's
         faults.append(Fault(kind, at, length, rng.choice((-1, 0, 1, 2)), value))
     faults.sort()
-    return Plan(
+    plan = Plan(
         seed=seed,
         nodes=rng.choice((2, 3, 3, 4)),
         ttl=ttl,
@@ -94,3 +97,5 @@ def draw(seed: int, *, guard: float | None = None, kinds: tuple[str, ...] = FAUL
         noise_key=rng.random() < 0.2,
         faults=tuple(faults),
     )
+    # drawn last, so that every earlier draw of a seed stays what it was
+    return plan._replace(shared=tuple(rng.random() < 0.25 for _ in range(plan.nodes)))

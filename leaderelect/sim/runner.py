@@ -63,6 +63,10 @@ def run_range(args: tuple[int, int, str | None, bool]) -> dict[str, Any]:
                 coverage[f"{old.value} -> {new.value}"] += n
             for reason, n in core.demotions.items():
                 coverage[f"demoted: {reason.value}"] += n
+        for session in {id(core.session): core.session for core in world.cores if core.session.shared}.values():
+            coverage["shared session"] += 1
+            coverage["shared session: key withdrawn"] += session.withdrawals
+            coverage["shared session: withdrawal retried"] += session.withdrawal_retries
         found = violations(world)
         if found:
             failed.append((seed, found))

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Callable, NamedTuple
 
+from leaderelect.core.base import Mutations
 from leaderelect.core.messages import DemotionReason
 from leaderelect.sim.check import operator_lag, violations
 from leaderelect.sim.plan import Fault, Plan
@@ -82,6 +83,12 @@ def _operator_deletes_leader(world: World) -> list[str]:
     return found + _successor_within(world, 3.0, 0.5)
 
 
+def _withdrawn_for_sure(world: World) -> list[str]:
+    # node 1 (shared session) stopped at 3.1 while cut off for 1.5 s (its lease survives at
+    # ttl 5); the leader stops at 7.0
+    return _successor_within(world, 7.0, 0.5)
+
+
 def _refused_watch(world: World) -> list[str]:
     opened = max(core.follower.watches_opened for core in world.cores)
     return [f"{opened} watches opened in a 4 s refusal: a spin"] if opened > 12 else []
@@ -139,6 +146,21 @@ SCENARIOS = (
         lambda world: [],
     ),
     Scenario(
+        "shared-session-withdrawal",
+        "a candidate on a shared session (another election keeps its lease alive) is stopped "
+        "while its connection is cut for 1.5 s: its key is deleted once the connection is back, "
+        "and when the leader stops the next live candidate leads (tried once, the delete was "
+        "lost, the key stayed on the renewed lease, and the election had no leader)",
+        _plan(
+            112,  # a seed where the stopped candidate's key is next in line after the leader's
+            (Fault("partition", 3.0, 1.5, 1), Fault("stop", 3.1, 30.0, 1), Fault("stop", 7.0, 30.0, -1)),
+            ttl=5,
+            duration=8.0,
+            shared=(False, True, False),
+        ),
+        _withdrawn_for_sure,
+    ),
+    Scenario(
         "refused-watch-backs-off",
         "etcd refuses every new watch for 4 s (a stale auth token, a role change): the observer "
         "says the leader is unknown and backs off, jittered and capped, instead of spinning "
@@ -149,8 +171,9 @@ SCENARIOS = (
 )
 
 
-def run(scenario: Scenario) -> list[str]:
-    world = World(scenario.plan)
+def run(scenario: Scenario, mutations: Mutations | None = None) -> list[str]:
+    """What the scenario's checks find (nothing, if it passes); *mutations* put a defect back."""
+    world = World(scenario.plan, mutations)
     world.simulate()
     return violations(world) + scenario.check(world)
 

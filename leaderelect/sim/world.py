@@ -38,10 +38,13 @@ from leaderelect.core.messages import (
     WatchMessage,
     WatchProgress,
 )
+from leaderelect.core.session import SessionCore
 from leaderelect.sim.etcd import EXPIRY_CHECK, SimEtcd, SimWatch
 from leaderelect.sim.plan import Fault, Plan
 
 NAME = "sim"
+#: the second election on a shared session (its callbacks return at once; it is not checked)
+COMPANION = "sim-other"
 #: a cut shorter than this only delays traffic (TCP retransmits); a longer one breaks the stream
 HOLD = 1.0
 #: after a long cut, the client's keepalive notices the broken stream this much later
@@ -80,6 +83,9 @@ class Node:
         self.broken: set[int] = set()  # watches whose stream broke (their WatchEnded is on its way)
         self.incarnation = 0
         self.core: ElectionCore | None = None
+        #: on a shared session: the session, and the election beside ours that keeps it alive
+        self.sharing: SessionCore | None = None
+        self.companion: ElectionCore | None = None
         self.alive = False
         self.paused_until = 0.0
         self.held_until = 0.0  # messages that arrived while paused are delivered from here, in order
@@ -221,7 +227,7 @@ class World:
         # Timers and callback completions are the process's own threads; messages come over
         # its connections. After SIGCONT the threads run in no set order, so the former may
         # come anywhere among the latter, while each connection keeps its order.
-        timer = fn == self._tick or fn == self._callback_done
+        timer = fn == self._tick or fn == self._callback_done or fn == self._companion_done
         if node.paused_until > self.now or (not timer and self.now < node.held_until):
             if timer:
                 resume = node.paused_until + self.rng.uniform(0, 1e-6)
@@ -236,11 +242,15 @@ class World:
     def launch(self, node: Node) -> None:
         node.incarnation += 1
         node.alive = True
-        node.core = ElectionCore(
-            self.settings._replace(value=f"n{node.index}".encode()),
-            random.Random(self.plan.seed * 31 + node.index * 1009 + node.incarnation),
-            self.mutations,
-        )
+        config = self.settings._replace(value=f"n{node.index}".encode())
+        rng = random.Random(self.plan.seed * 31 + node.index * 1009 + node.incarnation)
+        if node.index < len(self.plan.shared) and self.plan.shared[node.index]:
+            node.sharing = SessionCore(config, rng, self.mutations)
+            node.core = ElectionCore(config, rng, self.mutations, session=node.sharing)
+            node.companion = ElectionCore(config._replace(name=COMPANION), rng, self.mutations, session=node.sharing)
+        else:
+            node.sharing = node.companion = None
+            node.core = ElectionCore(config, rng, self.mutations)
         self.cores.append(node.core)
         node.pending.clear()
         node.watches.clear()
@@ -252,7 +262,10 @@ class World:
         node.callbacks.append([])
         node.finished_at.append(None)
         node.stop_asked = None
-        self._apply(node, node.core.start(node.local(self.now)))
+        actions = node.core.start(node.local(self.now))
+        if node.companion is not None:
+            actions += node.companion.start(node.local(self.now))
+        self._apply(node, actions)
 
     def kill(self, node: Node) -> None:
         if not node.alive:
@@ -262,7 +275,7 @@ class World:
             self.etcd.cancel(watch)
         node.watches.clear()
         node.alive = False
-        node.core = None
+        node.core = node.sharing = node.companion = None
 
     def _apply(self, node: Node, actions: list[Action]) -> None:
         core = node.core
@@ -273,6 +286,10 @@ class World:
                 self.trace(f"{now:9.4f} n{node.index} {core.phase.value:13} {action}")
         for action in actions:
             kind = type(action)
+            if action.origin == COMPANION and kind not in (Call, OpenWatch, CloseWatch):
+                if kind is Deliver:  # its user callbacks return at once
+                    self.to_node(self.now, node, node.incarnation, self._companion_done, action.seq)  # type: ignore[union-attr]
+                continue
             if kind is Call:
                 self._send(node, action)  # type: ignore[arg-type]
             elif kind is Deliver:
@@ -334,7 +351,8 @@ class World:
 
     def _send(self, node: Node, call: Call) -> None:
         node.calls += 1
-        if node.finished_at[-1] is not None:
+        if node.finished_at[-1] is not None and call.origin != COMPANION and (node.sharing is None or call.origin):
+            # (on a shared session the session's own calls go on: renewals, withdrawals)
             self.after_finish.append(f"node {node.index} sent {call.request} after it finished")
         node.pending.add(call.call_id)
         inc = node.incarnation
@@ -468,6 +486,10 @@ class World:
         assert node.core is not None
         self._apply(node, node.core.callback_done(node.local(self.now), seq))
         self._next_callback(node)
+
+    def _companion_done(self, node: Node, seq: int) -> None:
+        assert node.core is not None
+        self._apply(node, node.core.callback_done(node.local(self.now), seq))
 
     # -- etcd's own clock --------------------------------------------------------------------------
 

@@ -7,6 +7,7 @@ import time
 
 import pytest
 
+from leaderelect.core.base import Mutations
 from leaderelect.sim.runner import CONTROLS, run_many, simulate
 from leaderelect.sim.scenarios import SCENARIOS, Scenario, run
 
@@ -29,6 +30,8 @@ def test_the_core_keeps_every_property_in_ten_thousand_schedules() -> None:
         assert reached[move] > 0, move
     for reason in ("deadline passed", "key deleted", "resigned", "stopped"):
         assert reached[f"demoted: {reason}"] > 0, reason
+    # and candidates on shared sessions, whose stopped keys are withdrawn by a delete
+    assert reached["shared session: key withdrawn"] > 0
 
 
 @pytest.mark.parametrize("control", sorted(CONTROLS))
@@ -42,6 +45,12 @@ def test_each_negative_control_fails(control: str) -> None:
 @pytest.mark.parametrize("scenario", SCENARIOS, ids=[s.name for s in SCENARIOS])
 def test_named_scenario(scenario: Scenario) -> None:
     assert run(scenario) == []
+
+
+def test_the_withdrawal_scenario_fails_with_its_defect_put_back() -> None:
+    scenario = next(s for s in SCENARIOS if s.name == "shared-session-withdrawal")
+    found = run(scenario, Mutations(withdraw_once=True))
+    assert any("no successor within 0.5 s of 7.000" in line for line in found), found
 
 
 def test_a_seed_replays_exactly() -> None:

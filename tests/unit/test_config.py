@@ -139,7 +139,7 @@ def test_settings_have_one_home() -> None:
 def test_unknown_setting_is_named() -> None:
     with pytest.raises(TypeError, match="unknown setting keepalive; the settings are endpoints, ttl"):
         LeaderElector("jobs", endpoints="127.0.0.1:1", keepalive=3)  # type: ignore[call-arg]
-    with pytest.raises(TypeError, match="unknown setting demote_timout; .*; also value, session, demote_timeout"):
+    with pytest.raises(TypeError, match=r"unknown setting demote_timout; .*; also value, session, demote_timeout"):
         LeaderElector("jobs", endpoints="127.0.0.1:1", demote_timout=3)  # type: ignore[call-arg]
     session = Session("127.0.0.1:1")
     with pytest.raises(TypeError, match="unknown setting tls"):
