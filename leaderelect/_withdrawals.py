@@ -21,12 +21,13 @@ from typing import Protocol
 
 from leaderelect import election
 from leaderelect._etcd import EtcdClient
+from leaderelect.core.session import WITHDRAW_RETRY
 from leaderelect.exceptions import EtcdError
 
 log = logging.getLogger(__name__)
 
 #: seconds between tries of a key that could not be deleted
-RETRY_EVERY = 0.25
+RETRY_EVERY = WITHDRAW_RETRY  # the core's pace (core.session)
 
 
 class _Lease(Protocol):  # what is needed of a session.Lease

@@ -49,7 +49,7 @@ class _Shared:
 
     def __init__(self) -> None:
         self.out: list[Action] = []
-        self.timers: dict[str, tuple[float, TimerHandler]] = {}
+        self.timers: dict[tuple[str, str], tuple[float, TimerHandler]] = {}
         self.calls: dict[int, Handler] = {}
         self.next_id = 0
         self.next_seq = 0
@@ -77,7 +77,6 @@ class Context:
         self.mutations = mutations or Mutations()
         #: which election the actions of this scope belong to ("" for the session's own)
         self.origin = origin
-        self._prefix = f"{origin}:" if origin else ""
         self._s = shared or _Shared()
 
     def scope(self, settings: Config, origin: str) -> Context:
@@ -124,10 +123,10 @@ class Context:
     # -- timers ----------------------------------------------------------------------------
 
     def set_timer(self, name: str, at: float, handler: TimerHandler) -> None:
-        self._s.timers[self._prefix + name] = (at, handler)
+        self._s.timers[(self.origin, name)] = (at, handler)
 
     def cancel_timer(self, name: str) -> None:
-        self._s.timers.pop(self._prefix + name, None)
+        self._s.timers.pop((self.origin, name), None)
 
     def wake_at(self) -> float | None:
         """When the core next needs ``tick()`` (None: only on input)."""
@@ -138,11 +137,11 @@ class Context:
         new ones)."""
         timers = self._s.timers
         for _ in range(10_000):  # bounded: a handler that re-arms itself at once is a bug
-            due = [(at, name) for name, (at, _) in timers.items() if at <= now]
+            due = [(at, key) for key, (at, _) in timers.items() if at <= now]
             if not due:
                 return
-            _, name = min(due)
-            _, handler = timers.pop(name)
+            _, key = min(due)
+            _, handler = timers.pop(key)
             handler(now)
         raise RuntimeError("timers keep firing at one instant")
 

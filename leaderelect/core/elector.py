@@ -83,7 +83,8 @@ def why_ended(lease_left: float, lost: LeaseEnd | None, otherwise: DemotionReaso
 
 
 class ElectionCore:
-    """One candidate of election *settings.name* on a lease of its own."""
+    """One candidate of election *settings.name*, on a session of its own or on a shared
+    one (``session=``; see :mod:`.session`)."""
 
     def __init__(
         self,
@@ -93,10 +94,10 @@ class ElectionCore:
         *,
         session: SessionCore | None = None,
     ) -> None:
-        self.settings = settings
         #: the lease this election campaigns on: shared with other elections, or its own
         self.session = session or SessionCore(settings, rng, mutations, shared=False)
         self._ctx = ctx = self.session.context_for(settings)
+        self.settings = settings = ctx.settings  # on a shared session, with its lease settings
         self.lease_keeper = self.session.lease_keeper
         self.follower = Follower(ctx, settings.name + "/", self._view)
         self.phase = Phase.NEW
@@ -247,8 +248,8 @@ class ElectionCore:
         if now < self._cooldown_until:
             self._ctx.set_timer("campaign.cooldown", self._cooldown_until, self._step)
             return
-        if self.session.withdrawing(self.name):
-            return  # withdrawal_done steps again
+        if not self.session.may_join(self.name):
+            return  # a predecessor's delete of the key is in flight; withdrawal_done steps again
         self._enter(Phase.JOINING)
         self._lease = lease
         # Unknown until this join answers: if its answer is lost and we stop, the key is
@@ -437,16 +438,23 @@ class ElectionCore:
             # sure (a join in flight is ahead of it on the same connection).
             lease = self._lease
             if lease is not None and lease.alive(now):
-                self.session.withdraw(now, self.name, self._key(lease), self._token, lease)
-            self.session.detach(self)
-            self._enter(Phase.DONE)
-            self._ctx.out.append(Finished(self._ctx.origin))
+                # finished once the first try is over, as the threaded stop() returns
+                self.session.withdraw(now, self.name, self._key(lease), self._token, lease, self._withdrawn)
+            else:
+                self._withdrawn(now)
             return
         self.lease_keeper.close(now)
         self._check_finished(now)
 
+    def _withdrawn(self, now: float) -> None:
+        if self.phase is Phase.STOPPING:
+            self._enter(Phase.DONE)
+            self.session.detach(self)
+            self._ctx.out.append(Finished(self._ctx.origin))
+
     def _check_finished(self, now: float) -> None:
-        if self.phase is Phase.STOPPING and self.lease_keeper.closed:
+        """Own session: finished once the lease's revokes are done (a shared one: _withdrawn)."""
+        if self.phase is Phase.STOPPING and not self.session.shared and self.lease_keeper.closed:
             self._enter(Phase.DONE)
             self.session.detach(self)
             self._ctx.out.append(Finished(self._ctx.origin))

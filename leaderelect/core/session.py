@@ -15,11 +15,14 @@ own calls: grants, renewals, revokes, withdrawals).
 from __future__ import annotations
 
 import random
-from typing import Protocol
+from typing import Callable, Protocol
 
-from leaderelect.core.base import Config, Context, Mutations, call_deadline, retry_wait
+from leaderelect.core.base import Config, Context, Mutations, call_deadline
 from leaderelect.core.lease import LeaseKeeper, LeaseState
 from leaderelect.core.messages import Action, Answer, Delete, Failed, WatchMessage
+
+#: seconds between tries of a withdrawal's delete (the threaded ``_withdrawals`` uses it too)
+WITHDRAW_RETRY = 0.25
 
 
 class Member(Protocol):
@@ -42,14 +45,21 @@ class Member(Protocol):
 
 
 class _Withdrawal:
-    __slots__ = ("attempt", "call", "key", "lease", "token")
+    __slots__ = ("attempt", "call", "first_answered", "key", "lease", "token")
 
-    def __init__(self, key: str, token: int | None, lease: LeaseState) -> None:
+    def __init__(self, key: str, token: int | None, lease: LeaseState, first_answered: Callable[[float], None]) -> None:
         self.key = key
         self.token = token
         self.lease = lease
         self.call: int | None = None
         self.attempt = 0
+        #: the stopping election finishes once the first try is over (as the threaded stop)
+        self.first_answered: Callable[[float], None] | None = first_answered
+
+    def first_over(self, now: float) -> None:
+        done, self.first_answered = self.first_answered, None
+        if done is not None:
+            done(now)
 
 
 class SessionCore:
@@ -64,33 +74,54 @@ class SessionCore:
         self.lease_keeper = LeaseKeeper(self.ctx, self._granted, self._lost)
         self.members: list[Member] = []
         self._withdrawals: dict[str, _Withdrawal] = {}
-        #: elections whose key's delete is in flight though withdrawing was cancelled
-        self._draining: dict[str, _Withdrawal] = {}
+        #: elections waiting to join until a predecessor's delete in flight is answered
+        self._waiting: set[str] = set()
         self._started = False
-        #: withdrawals begun, and those that needed more than one try
+        #: withdrawals begun, keys they deleted, tries after the first, keys adopted instead,
+        #: and joins that waited for a delete in flight
         self.withdrawals = 0
+        self.withdrawn = 0
         self.withdrawal_retries = 0
+        self.adopted = 0
+        self.waited = 0
 
     def context_for(self, config: Config) -> Context:
-        """The context an election on this session runs in."""
-        return self.ctx.scope(config, config.name) if self.shared else self.ctx
+        """The context an election on this session runs in: on a shared session, a scope of
+        the session's with the session's lease settings (ttl, guard, call deadline)."""
+        if not self.shared:
+            return self.ctx
+        lease = self.config
+        scoped = config._replace(ttl=lease.ttl, guard=lease.guard, call_timeout=lease.call_timeout)
+        return self.ctx.scope(scoped, config.name)
 
     def attach(self, member: Member) -> None:
-        """A new election: a withdrawal of an earlier election of its name is dropped (the new
-        one may adopt the key; one already in flight finishes first, see :meth:`withdrawing`)."""
-        old = self._withdrawals.pop(member.name, None)
-        if old is not None and old.call is not None:
-            self._draining[member.name] = old
+        """A new election; one name has one election at a time on a session (two would share
+        one key, and both would take it for their own term)."""
+        if any(m.name == member.name for m in self.members):
+            raise ValueError(f"election {member.name!r} already has an election on this session")
         self.members.append(member)
 
     def detach(self, member: Member) -> None:
         if member in self.members:
             self.members.remove(member)
 
-    def withdrawing(self, name: str) -> bool:
-        """A delete of election *name*'s key is in flight: joining now could see the key
-        adopted and then deleted under it."""
-        return name in self._draining
+    def may_join(self, name: str) -> bool:
+        """Election *name* is about to join. A predecessor's pending withdrawal is dropped
+        now, not earlier: the join adopts the key, and the new election withdraws it when it
+        stops. While that delete is in flight, wait (``withdrawal_done`` follows its answer):
+        a join now could adopt the key and see it deleted under it."""
+        withdrawal = self._withdrawals.get(name)
+        if withdrawal is None:
+            return True
+        if withdrawal.call is not None:
+            if name not in self._waiting:
+                self.waited += 1
+            self._waiting.add(name)
+            return False
+        del self._withdrawals[name]
+        self.ctx.cancel_timer(f"withdraw {name}")
+        self.adopted += 1
+        return True
 
     # -- inputs ------------------------------------------------------------------------------
 
@@ -123,9 +154,6 @@ class SessionCore:
     def wake_at(self) -> float | None:
         return self.ctx.wake_at()
 
-    def take(self) -> list[Action]:
-        return self.ctx.take()
-
     def _settle(self, now: float) -> list[Action]:
         for member in list(self.members):
             member.settle(now)
@@ -140,24 +168,33 @@ class SessionCore:
     def _lost(self, now: float, lease: LeaseState) -> None:
         for name, withdrawal in list(self._withdrawals.items()):
             if withdrawal.lease is lease and withdrawal.call is None:
-                del self._withdrawals[name]  # the key goes with the lease
+                self._end_withdrawal(now, name)  # the key goes with the lease
         for member in list(self.members):
             member.lease_lost(now, lease)
 
     # -- withdrawals ----------------------------------------------------------------------------
 
-    def withdraw(self, now: float, name: str, key: str, token: int | None, lease: LeaseState) -> None:
+    def withdraw(
+        self,
+        now: float,
+        name: str,
+        key: str,
+        token: int | None,
+        lease: LeaseState,
+        first_answered: Callable[[float], None],
+    ) -> None:
         """Delete election *name*'s *key* (created at revision *token*, if known) for sure:
-        retried until a delete is answered or *lease* ends (its keys go with it)."""
+        retried until a delete is answered or *lease* ends (its keys go with it).
+        *first_answered(now)* runs once the first try is over."""
         self.withdrawals += 1
-        self._withdrawals[name] = withdrawal = _Withdrawal(key, token, lease)
+        self._withdrawals[name] = withdrawal = _Withdrawal(key, token, lease, first_answered)
         self._try_withdraw(now, name, withdrawal)
 
     def _try_withdraw(self, now: float, name: str, withdrawal: _Withdrawal) -> None:
         if self._withdrawals.get(name) is not withdrawal:
-            return  # cancelled by a new election of the name
+            return  # adopted by a new election of the name
         if not withdrawal.lease.alive(now):
-            del self._withdrawals[name]  # its keys go with it
+            self._end_withdrawal(now, name)  # its keys go with it
             return
         withdrawal.attempt += 1
         withdrawal.call = self.ctx.call(
@@ -168,23 +205,31 @@ class SessionCore:
 
     def _withdrawn(self, now: float, answer: Answer, name: str, withdrawal: _Withdrawal) -> None:
         withdrawal.call = None
-        if self._draining.get(name) is withdrawal:
-            del self._draining[name]
-            for member in list(self.members):
-                if member.name == name:
-                    member.withdrawal_done(now)
-            return
+        withdrawal.first_over(now)
         if self._withdrawals.get(name) is not withdrawal:
             return
         if isinstance(answer, Failed) and not self.ctx.mutations.withdraw_once:
             self.withdrawal_retries += 1
             self.ctx.set_timer(
-                f"withdraw.{name}",
-                now + retry_wait(self.ctx.rng, withdrawal.attempt),
-                lambda t: self._try_withdraw(t, name, withdrawal),
+                f"withdraw {name}", now + WITHDRAW_RETRY, lambda t: self._try_withdraw(t, name, withdrawal)
             )
+            self._wake(now, name)  # a new election of the name may adopt the key now
             return
-        del self._withdrawals[name]  # deleted, or it was not there
+        if answer is True:
+            self.withdrawn += 1
+        self._end_withdrawal(now, name)  # deleted, or it was not there
+
+    def _end_withdrawal(self, now: float, name: str) -> None:
+        withdrawal = self._withdrawals.pop(name)
+        withdrawal.first_over(now)
+        self._wake(now, name)
+
+    def _wake(self, now: float, name: str) -> None:
+        if name in self._waiting:
+            self._waiting.discard(name)
+            for member in list(self.members):
+                if member.name == name:
+                    member.withdrawal_done(now)
 
     def pending_withdrawals(self) -> int:
-        return len(self._withdrawals) + len(self._draining)
+        return len(self._withdrawals)

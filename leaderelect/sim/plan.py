@@ -23,6 +23,7 @@ FAULTS = (
     "slow_link",  # one candidate's link gets slow
     "slow_callbacks",  # one candidate's callbacks run longer than the TTL
     "deny_watch",  # etcd refuses every new watch for a while (a role change, a stale token)
+    "stop_cut_off",  # one candidate stopped while cut off from etcd, restarted once it is back
 )
 
 
@@ -82,6 +83,8 @@ def draw(seed: int, *, guard: float | None = None, kinds: tuple[str, ...] = FAUL
             value = rng.choice((0.0, 1.0))  # 1: the leader's
         elif kind == "delete_key":
             value = rng.choice((0.0, 1.0))  # 1: the key next in line after the leader's
+        elif kind == "stop_cut_off":
+            value = rng.uniform(0.3, 1.5)  # restarted after this share of the cut (maybe still cut)
         faults.append(Fault(kind, at, length, rng.choice((-1, 0, 1, 2)), value))
     faults.sort()
     plan = Plan(

@@ -65,8 +65,12 @@ def run_range(args: tuple[int, int, str | None, bool]) -> dict[str, Any]:
                 coverage[f"demoted: {reason.value}"] += n
         for session in {id(core.session): core.session for core in world.cores if core.session.shared}.values():
             coverage["shared session"] += 1
-            coverage["shared session: key withdrawn"] += session.withdrawals
+            coverage["shared session: elections on it"] += len([c for c in world.cores if c.session is session])
+            coverage["shared session: withdrawal begun"] += session.withdrawals
+            coverage["shared session: key deleted by a withdrawal"] += session.withdrawn
             coverage["shared session: withdrawal retried"] += session.withdrawal_retries
+            coverage["shared session: key adopted by the next election"] += session.adopted
+            coverage["shared session: join waited for a delete in flight"] += session.waited
         found = violations(world)
         if found:
             failed.append((seed, found))

@@ -553,6 +553,13 @@ class World:
             if node.alive and node.core is not None:
                 self.to_node(self.now, node, node.incarnation, self._stop)
                 self.at(end, self._relaunch_stopped, node, node.incarnation)
+        elif kind == "stop_cut_off":
+            # its key's delete is lost: on a shared session the session must try again
+            node.cuts.append((self.now, end))
+            if node.alive and node.core is not None:
+                self.to_node(self.now, node, node.incarnation, self._stop)
+                self.at(self.now + fault.duration * fault.value, self._relaunch_stopped, node, node.incarnation)
+            end = max(end, self.now + fault.duration * fault.value)
         elif kind == "resign":
             if node.alive:
                 self.to_node(self.now, node, node.incarnation, self._resign, fault.value)
@@ -637,8 +644,24 @@ class World:
 
     def _relaunch_stopped(self, node: Node, inc: int) -> None:
         if node.incarnation == inc and node.alive and node.core is not None and node.core.finished:
-            node.alive = False
-            self.launch(node)
+            if node.sharing is not None:
+                self._reattach(node)
+            else:
+                node.alive = False
+                self.launch(node)
+
+    def _reattach(self, node: Node) -> None:
+        """A new elector of the election on the stopped one's shared session, in the same
+        process: it may adopt the old key (once a delete of it in flight is answered)."""
+        assert node.sharing is not None
+        config = self.settings._replace(value=f"n{node.index}".encode())
+        rng = random.Random(self.plan.seed * 31 + node.index * 1009 + node.incarnation + 7 * len(node.callbacks))
+        node.core = ElectionCore(config, rng, self.mutations, session=node.sharing)
+        self.cores.append(node.core)
+        node.callbacks.append([])  # checked as a run of its own (C1, W1)
+        node.finished_at.append(None)
+        node.stop_asked = None
+        self._apply(node, node.core.start(node.local(self.now)))
 
     def _stop(self, node: Node) -> None:
         assert node.core is not None
