@@ -139,6 +139,11 @@ class ElectionCore:
         """Stop: a leader steps down first (``on_demoted`` gets *reason*); then the lease is
         revoked and ``Finished`` follows."""
         self._ctx.run_timers(now)
+        self.stop_for(now, reason)
+        return self._ctx.take()
+
+    def stop_for(self, now: float, reason: DemotionReason) -> None:
+        """Begin stopping (the session calls it when it closes; ``stop()`` takes the actions)."""
         if self._stopping is None:
             self._stopping = reason
             if self.phase is Phase.NEW:
@@ -149,7 +154,6 @@ class ElectionCore:
                 self._step_down(now, reason)
             elif self.phase is not Phase.STEPPING_DOWN:
                 self._finish(now)
-        return self._ctx.take()
 
     def resign(self, now: float, cooldown: float = 0.0) -> tuple[int, list[Action]]:
         """Step down (if leading) and campaign again after *cooldown* seconds; returns the

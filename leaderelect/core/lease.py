@@ -253,6 +253,10 @@ class LeaseKeeper:
             )
 
     @property
+    def closing(self) -> bool:
+        return self._closing
+
+    @property
     def closed(self) -> bool:
         """Closing, and nothing left in flight."""
         return self._closing and self._call is None

@@ -19,7 +19,7 @@ from typing import Callable, Protocol
 
 from leaderelect.core.base import Config, Context, Mutations, call_deadline
 from leaderelect.core.lease import LeaseKeeper, LeaseState
-from leaderelect.core.messages import Action, Answer, Delete, Failed, WatchMessage
+from leaderelect.core.messages import Action, Answer, Delete, DemotionReason, Failed, Finished, WatchMessage
 
 #: seconds between tries of a withdrawal's delete (the threaded ``_withdrawals`` uses it too)
 WITHDRAW_RETRY = 0.25
@@ -42,6 +42,8 @@ class Member(Protocol):
     def settle(self, now: float) -> None: ...
 
     def withdrawal_done(self, now: float) -> None: ...
+
+    def stop_for(self, now: float, reason: DemotionReason) -> None: ...
 
 
 class _Withdrawal:
@@ -77,6 +79,9 @@ class SessionCore:
         #: elections waiting to join until a predecessor's delete in flight is answered
         self._waiting: set[str] = set()
         self._started = False
+        self._closing = False
+        #: the session closed and revoked its lease: Finished("") went out
+        self.finished = False
         #: withdrawals begun, keys they deleted, tries after the first, keys adopted instead,
         #: and joins that waited for a delete in flight
         self.withdrawals = 0
@@ -97,9 +102,16 @@ class SessionCore:
     def attach(self, member: Member) -> None:
         """A new election; one name has one election at a time on a session (two would share
         one key, and both would take it for their own term)."""
+        if self._closing:
+            raise ValueError("the session is closed")
         if any(m.name == member.name for m in self.members):
             raise ValueError(f"election {member.name!r} already has an election on this session")
         self.members.append(member)
+
+    @property
+    def closing(self) -> bool:
+        """close() was called (no election may join any more)."""
+        return self._closing
 
     def detach(self, member: Member) -> None:
         if member in self.members:
@@ -154,9 +166,29 @@ class SessionCore:
     def wake_at(self) -> float | None:
         return self.ctx.wake_at()
 
+    def close(self, now: float) -> list[Action]:
+        """Close a shared session, as ``Session.close()``: every election on it stops (a
+        leader steps down first, ``on_demoted`` gets "session closed"); then the lease is
+        revoked (keys waiting to be withdrawn go with it) and ``Finished("")`` follows."""
+        self.ctx.run_timers(now)
+        if not self._closing:
+            self._closing = True
+            for member in list(self.members):
+                member.stop_for(now, DemotionReason.SESSION_CLOSED)
+        return self._settle(now)
+
     def _settle(self, now: float) -> list[Action]:
         for member in list(self.members):
             member.settle(now)
+        if self._closing and not self.members and not self.finished:
+            if not self.lease_keeper.closing:
+                for name in list(self._withdrawals):
+                    self.ctx.cancel_timer(f"withdraw {name}")
+                    self._end_withdrawal(now, name)  # the revoke takes the keys
+                self.lease_keeper.close(now)
+            if self.lease_keeper.closed:
+                self.finished = True
+                self.ctx.out.append(Finished(""))
         return self.ctx.take()
 
     # -- the lease, for every election on it ------------------------------------------------------

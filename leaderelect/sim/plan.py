@@ -24,6 +24,7 @@ FAULTS = (
     "slow_callbacks",  # one candidate's callbacks run longer than the TTL
     "deny_watch",  # etcd refuses every new watch for a while (a role change, a stale token)
     "stop_cut_off",  # one candidate stopped while cut off from etcd, restarted once it is back
+    "close_session",  # one candidate's shared session is closed (its own: a stop), restarted later
 )
 
 

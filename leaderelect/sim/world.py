@@ -86,6 +86,8 @@ class Node:
         #: on a shared session: the session, and the election beside ours that keeps it alive
         self.sharing: SessionCore | None = None
         self.companion: ElectionCore | None = None
+        #: when the shared session finished closing (nothing may be sent after)
+        self.session_closed_at: float | None = None
         self.alive = False
         self.paused_until = 0.0
         self.held_until = 0.0  # messages that arrived while paused are delivered from here, in order
@@ -251,6 +253,7 @@ class World:
         else:
             node.sharing = node.companion = None
             node.core = ElectionCore(config, rng, self.mutations)
+        node.session_closed_at = None
         self.cores.append(node.core)
         node.pending.clear()
         node.watches.clear()
@@ -286,6 +289,9 @@ class World:
                 self.trace(f"{now:9.4f} n{node.index} {core.phase.value:13} {action}")
         for action in actions:
             kind = type(action)
+            if kind is Finished and not action.origin and node.sharing is not None:
+                node.session_closed_at = now  # the shared session's own Finished
+                continue
             if action.origin == COMPANION and kind not in (Call, OpenWatch, CloseWatch):
                 if kind is Deliver:  # its user callbacks return at once
                     self.to_node(self.now, node, node.incarnation, self._companion_done, action.seq)  # type: ignore[union-attr]
@@ -351,7 +357,9 @@ class World:
 
     def _send(self, node: Node, call: Call) -> None:
         node.calls += 1
-        if node.finished_at[-1] is not None and call.origin != COMPANION and (node.sharing is None or call.origin):
+        if node.session_closed_at is not None:
+            self.after_finish.append(f"node {node.index} sent {call.request} after its session closed")
+        elif node.finished_at[-1] is not None and call.origin != COMPANION and (node.sharing is None or call.origin):
             # (on a shared session the session's own calls go on: renewals, withdrawals)
             self.after_finish.append(f"node {node.index} sent {call.request} after it finished")
         node.pending.add(call.call_id)
@@ -553,6 +561,10 @@ class World:
             if node.alive and node.core is not None:
                 self.to_node(self.now, node, node.incarnation, self._stop)
                 self.at(end, self._relaunch_stopped, node, node.incarnation)
+        elif kind == "close_session":
+            if node.alive and node.core is not None:
+                self.to_node(self.now, node, node.incarnation, self._close_session)
+                self.at(end, self._relaunch_closed, node, node.incarnation)
         elif kind == "stop_cut_off":
             # its key's delete is lost: on a shared session the session must try again
             node.cuts.append((self.now, end))
@@ -644,11 +656,30 @@ class World:
 
     def _relaunch_stopped(self, node: Node, inc: int) -> None:
         if node.incarnation == inc and node.alive and node.core is not None and node.core.finished:
-            if node.sharing is not None:
+            if node.sharing is not None and not node.sharing.closing:
                 self._reattach(node)
-            else:
+            elif node.sharing is None or node.sharing.finished:
                 node.alive = False
                 self.launch(node)
+            # else: the session is still closing; _relaunch_closed restarts the process
+
+    def _close_session(self, node: Node) -> None:
+        """Session.close(): on a shared session every election stops, then the lease goes;
+        an elector's own session closing is its stop."""
+        assert node.core is not None
+        if node.sharing is None:
+            self._stop(node)
+            return
+        node.stop_asked = self.now
+        self._apply(node, node.sharing.close(node.local(self.now)))
+
+    def _relaunch_closed(self, node: Node, inc: int) -> None:
+        if node.incarnation != inc or not node.alive or node.core is None:
+            return
+        if node.sharing is None or node.sharing.finished:
+            self._relaunch_stopped(node, inc)
+        else:  # still revoking (etcd may be down): the process exits once it is done
+            self.at(self.now + 0.5, self._relaunch_closed, node, inc)
 
     def _reattach(self, node: Node) -> None:
         """A new elector of the election on the stopped one's shared session, in the same
