@@ -99,7 +99,7 @@ def check(folder: Path) -> Report:
     _s3_acts(term_of, histories, report)
     _c1_callbacks(histories, run, report)
     _c2_hygiene(histories, run, report)
-    _l1_gaps(terms, faults, run, ttl, report)
+    _l1_gaps(terms, faults + crowd_departures(histories, faults), run, ttl, report)
     _fault_specific(terms, faults, histories, run, ttl, report)
     _needless(terms, faults, ttl, report)
     _s4_resources(folder, run, report)
@@ -295,8 +295,41 @@ def _s4_resources(folder: Path, run: dict[str, Any], report: Report) -> None:
 
 def _is_outage(fault: dict[str, Any]) -> bool:
     """etcd could not serve writes during this fault: a frozen raft leader too, until the
-    others elect a new one (leases are then refreshed to a whole TTL, as after a restart)."""
-    return fault["fault"] in OUTAGES or (fault["fault"] == "freeze_member" and bool(fault.get("raft_leader")))
+    others elect a new one (leases are then refreshed to a whole TTL, as after a restart).
+    A crowd's departure is judged the same way (see crowd_departures)."""
+    return (
+        fault["fault"] in OUTAGES
+        or fault["fault"] == "crowd_departure"
+        or (fault["fault"] == "freeze_member" and bool(fault.get("raft_leader")))
+    )
+
+
+def crowd_departures(histories: dict[int, list[dict[str, Any]]], faults: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The end of each large election: its crowd leaving, a window of its own.
+
+    A thousand electors in five processes shut down at once (on two cores, next to the etcd
+    cluster and the contenders): the head of the queue belongs to processes that are
+    shutting down, or starving while the others do; the queue drains through them as their
+    revokes land. That is a mass failure of candidates, and L1 asks of it what it asks after
+    an etcd outage: a leader within ttl + 3 s of its end, the last crowd process's exit.
+    The window runs from the moment the crowd was told to go (``departure_start``; runs
+    recorded before it was, the fault's end) to that exit (``departure_end``; else the last
+    ``crowd_exit`` before the next fault began).
+    """
+    exits = sorted(e["t"] for events in histories.values() for e in events if e["ev"] == "crowd_exit")
+    starts = sorted(f["start"] for f in faults)
+    departures = []
+    for fault in faults:
+        if fault["fault"] != "large_election":
+            continue
+        start = fault.get("departure_start", fault["end"])
+        end = fault.get("departure_end")
+        if end is None:
+            following = [s for s in starts if s > start]
+            until = following[0] if following else float("inf")
+            end = max([t for t in exits if start <= t < until], default=start)
+        departures.append({"fault": "crowd_departure", "start": start, "end": end})
+    return departures
 
 
 def _fault_specific(
@@ -401,6 +434,8 @@ def format_report(report: Report) -> str:
     gaps = s.get("max_gap_by_fault", {})
     for fault, count in s.get("faults_by_type", {}).items():
         lines.append(f"| {fault} | {count} | {gaps.get(fault, '-')} |")
+        if fault == "large_election":  # and its crowd leaving, judged as an outage (L1)
+            lines.append(f"| (its crowd leaving) | {count} | {gaps.get('crowd_departure', '-')} |")
     needless = s.get("needless_demotions")
     if needless is not None:
         lines += [

@@ -569,7 +569,7 @@ class Harness:
         if current is not None and current.contender is not None and current.contender.proc is not None:
             current.contender.proc.send_signal(signal.SIGHUP)
             self.settle(self.ttl + 10)
-        end = clock()
+        departure_start = clock()
         for member in crowd:
             assert member.proc is not None
             member.proc.send_signal(signal.SIGTERM)
@@ -579,10 +579,16 @@ class Harness:
             exit_event = member.last("crowd_exit")
             stop_seconds.append(exit_event["stop_seconds"] if exit_event else None)
         orphans = self._revoke_crowd_orphans()
+        # The window ends once the crowd has left: its departure is part of the fault (it was
+        # recorded as ending when the crowd was told to go, so gaps while a thousand electors
+        # shut down were counted after the fault).
+        departure_end = clock()
         return self.record(
             "large_election",
             t_kill,
-            end,
+            departure_end,
+            departure_start=round(departure_start, 6),
+            departure_end=round(departure_end, 6),
             pid=pid,
             candidates=procs * per,
             joined=joined,

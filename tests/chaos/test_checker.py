@@ -115,6 +115,27 @@ def test_gap_after_an_outage_is_measured_from_the_heal(tmp_path: Path) -> None:
     assert check(folder).ok  # 6.8 s leaderless, but leader 2 s after the heal
 
 
+def _crowd_exit(t: float) -> dict[str, Any]:
+    return {"t": t, "ev": "crowd_exit", "stop_seconds": 5.0, "threads_left": []}
+
+
+def test_a_gap_while_a_crowd_leaves_is_measured_from_its_last_exit(tmp_path: Path) -> None:
+    # run 10: the crowd was told to go at 20.0 (the fault's recorded end), its processes
+    # exited until 25.5; 5.6 s leaderless from 20.2, a contender led at 25.8
+    faults = [{"fault": "large_election", "start": 5.0, "end": 20.0}, {"fault": "gil_hog", "start": 40.0, "end": 41.0}]
+    histories = {1: term(5, 10.0, 20.2, acts=20), 2: term(7, 25.8, 27.0), 900: [_crowd_exit(24.0), _crowd_exit(25.5)]}
+    report = check(write(tmp_path / "ok", histories, faults))
+    assert report.ok, format_report(report)
+    assert report.stats["max_gap_by_fault"] == {"crowd_departure": 5.6}
+    # a leader only 6 s after the last crowd process left still fails
+    late = {**histories, 2: term(7, 31.6, 32.0)}
+    report = check(write(tmp_path / "late", late, faults))
+    assert any("L1" in v and "healed at 25.500" in v for v in report.violations), format_report(report)
+    # the nemesis now records the departure itself
+    recorded = [{**faults[0], "end": 25.5, "departure_start": 20.0, "departure_end": 25.5}]
+    assert check(write(tmp_path / "recorded", histories, recorded)).ok
+
+
 def test_no_leader_at_the_end_fails_l1(tmp_path: Path) -> None:
     # a candidate that leads the queue but never takes office blocks the election for good
     folder = write(tmp_path, {1: term(5, 10.0, 11.0)}, run={"ttl": 2, "final_leader": None})
