@@ -189,6 +189,8 @@ class World:
         #: called with a line for every action, answer, watch message and fault (replay --trace)
         self.trace: Callable[[str], None] | None = None
         self.resigns: list[tuple[int, bool]] = []
+        #: everyone is being stopped at the end of the run: no restarts any more
+        self.stopping_all = False
         #: (key, create revision) -> when etcd last answered a confirmation of it with True
         self.confirmed: dict[tuple[str, int], float] = {}
         #: (key, create revision) -> when someone other than its candidate deleted it
@@ -655,6 +657,13 @@ class World:
             self.launch(node)
 
     def _relaunch_stopped(self, node: Node, inc: int) -> None:
+        if self.stopping_all:
+            return  # the run is ending: nobody restarts
+        if node.incarnation == inc and node.alive and node.core is not None and not node.core.finished:
+            # still stopping (its deletes and revokes may be waiting out their deadlines): a
+            # supervisor restarts the process once it has exited (else it stayed down for good)
+            self.at(self.now + 0.1, self._relaunch_stopped, node, inc)
+            return
         if node.incarnation == inc and node.alive and node.core is not None and node.core.finished:
             if node.sharing is not None and not node.sharing.closing:
                 self._reattach(node)
@@ -674,6 +683,8 @@ class World:
         self._apply(node, node.sharing.close(node.local(self.now)))
 
     def _relaunch_closed(self, node: Node, inc: int) -> None:
+        if self.stopping_all:
+            return
         if node.incarnation != inc or not node.alive or node.core is None:
             return
         if node.sharing is None or node.sharing.finished:
@@ -719,6 +730,7 @@ class World:
         self.run(plan.duration)
         self.run(max(plan.duration, self.heal_time) + plan.settle)
         self.stop_time = self.now
+        self.stopping_all = True
         for node in self.nodes:
             if node.alive and node.core is not None and not node.core.finished:
                 self.to_node(self.now, node, node.incarnation, self._stop)
