@@ -22,7 +22,7 @@ from leaderelect.core.elector import why_ended
 from leaderelect.core.lease import LeaseEnd
 from leaderelect.core.queue import Position, View
 from leaderelect.exceptions import EtcdError, LeaseExpiredError
-from leaderelect.session import Lease, Membership, Session
+from leaderelect.session import Lease, Membership
 from leaderelect.term import DemotionReason, Term
 
 log = logging.getLogger(__name__)
@@ -73,8 +73,7 @@ class Host:
     name: str
     #: what to proclaim (proclaim() changes it: read it each time)
     value: Callable[[], bytes]
-    session: Session
-    #: the elector's part in the session (abandon a lease, withdraw a key)
+    #: the elector's part in its session (abandon a lease, withdraw a key; ``.session``)
     membership: Membership
     #: whether the elector made the session for itself (then its lease ends with us)
     owns_session: bool
@@ -103,8 +102,8 @@ class Campaign:
     def __init__(self, host: Host) -> None:
         self._host = host
         self._name = host.name
-        self._client = host.session.client
-        self._session = host.session
+        self._session = host.membership.session
+        self._client = self._session.client
         self._membership = host.membership
         self._clock = host.clock
         self._cooldown_until = 0.0

@@ -26,9 +26,6 @@ from leaderelect.exceptions import EtcdError
 
 log = logging.getLogger(__name__)
 
-#: seconds between tries of a key that could not be deleted
-RETRY_EVERY = WITHDRAW_RETRY  # the core's pace (core.session)
-
 
 class _Lease(Protocol):  # what is needed of a session.Lease
     def alive(self) -> bool: ...  # pragma: no cover
@@ -92,7 +89,7 @@ class Withdrawals:
                     return
             for name in names:
                 self._try(name)
-            if self._stop.wait(RETRY_EVERY):
+            if self._stop.wait(WITHDRAW_RETRY):  # between tries of a key not yet deleted
                 with self._lock:
                     self._thread = None
                 return

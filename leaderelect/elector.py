@@ -147,7 +147,6 @@ class LeaderElector:
             Host(
                 name=self.name,
                 value=lambda: self._value,
-                session=self._session,
                 membership=self._membership,
                 owns_session=self._owns_session,
                 clock=self._clock,

@@ -566,7 +566,7 @@ class World:
         elif kind == "close_session":
             if node.alive and node.core is not None:
                 self.to_node(self.now, node, node.incarnation, self._close_session)
-                self.at(end, self._relaunch_closed, node, node.incarnation)
+                self.at(end, self._relaunch_stopped, node, node.incarnation)
         elif kind == "stop_cut_off":
             # its key's delete is lost: on a shared session the session must try again
             node.cuts.append((self.now, end))
@@ -657,20 +657,20 @@ class World:
             self.launch(node)
 
     def _relaunch_stopped(self, node: Node, inc: int) -> None:
-        if self.stopping_all:
-            return  # the run is ending: nobody restarts
-        if node.incarnation == inc and node.alive and node.core is not None and not node.core.finished:
-            # still stopping (its deletes and revokes may be waiting out their deadlines): a
-            # supervisor restarts the process once it has exited (else it stayed down for good)
-            self.at(self.now + 0.1, self._relaunch_stopped, node, inc)
+        """Restart a node after a stop or a session close, as a supervisor would: once the
+        stop has finished (its deletes and revokes may be waiting out their deadlines; a
+        closing session, its revoke), never after everyone was asked to stop. On a shared
+        session still open, a new elector joins it in the same process."""
+        if self.stopping_all or node.incarnation != inc or not node.alive or node.core is None:
             return
-        if node.incarnation == inc and node.alive and node.core is not None and node.core.finished:
-            if node.sharing is not None and not node.sharing.closing:
-                self._reattach(node)
-            elif node.sharing is None or node.sharing.finished:
-                node.alive = False
-                self.launch(node)
-            # else: the session is still closing; _relaunch_closed restarts the process
+        sharing = node.sharing
+        if not node.core.finished or (sharing is not None and sharing.closing and not sharing.finished):
+            self.at(self.now + 0.1, self._relaunch_stopped, node, inc)
+        elif sharing is not None and not sharing.closing:
+            self._reattach(node)
+        else:
+            node.alive = False
+            self.launch(node)
 
     def _close_session(self, node: Node) -> None:
         """Session.close(): on a shared session every election stops, then the lease goes;
@@ -681,16 +681,6 @@ class World:
             return
         node.stop_asked = self.now
         self._apply(node, node.sharing.close(node.local(self.now)))
-
-    def _relaunch_closed(self, node: Node, inc: int) -> None:
-        if self.stopping_all:
-            return
-        if node.incarnation != inc or not node.alive or node.core is None:
-            return
-        if node.sharing is None or node.sharing.finished:
-            self._relaunch_stopped(node, inc)
-        else:  # still revoking (etcd may be down): the process exits once it is done
-            self.at(self.now + 0.5, self._relaunch_closed, node, inc)
 
     def _reattach(self, node: Node) -> None:
         """A new elector of the election on the stopped one's shared session, in the same
