@@ -8,6 +8,7 @@ hook calls :func:`start_elector` in each worker (with or without ``--preload``).
 
 from __future__ import annotations
 
+import glob
 import logging
 import os
 from typing import Any
@@ -61,8 +62,34 @@ def index() -> Any:
 @app.get("/metrics")
 def metrics() -> Any:
     # prometheus_client's multiprocess mode: every worker's values, summed as each metric says
-    from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest, multiprocess
+    from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
     registry = CollectorRegistry()
-    multiprocess.MultiProcessCollector(registry)
+    registry.register(_WorkerFiles(os.environ["PROMETHEUS_MULTIPROC_DIR"]))
     return generate_latest(registry), 200, {"Content-Type": CONTENT_TYPE_LATEST}
+
+
+class _WorkerFiles:
+    """MultiProcessCollector, minus the worker files that are still empty.
+
+    prometheus_client creates a worker's file and sizes it a moment later; a scrape in that
+    moment, or after a worker killed in it, fails as a whole on the empty file
+    (prometheus/client_python#1199). An empty file holds no values, so it is skipped. A file
+    is never empty again once sized, so the size check cannot race with the read.
+    """
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def collect(self) -> Any:
+        from prometheus_client.multiprocess import MultiProcessCollector
+
+        files = [f for f in glob.glob(os.path.join(self.path, "*.db")) if _size(f) > 0]
+        return MultiProcessCollector.merge(files, accumulate=True)
+
+
+def _size(path: str) -> int:
+    try:
+        return os.path.getsize(path)
+    except FileNotFoundError:  # a dead worker's live gauge, removed since the glob
+        return 0
