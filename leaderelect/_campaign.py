@@ -151,10 +151,6 @@ class Campaign:
     def _run(self) -> None:
         last: Lease | None = None
         try:
-            if not self._host.owns_session:
-                # A stopped elector of this name on this session may have left its key to be
-                # withdrawn; this one may adopt that key, so that delete must not land later.
-                self._membership.cancel_withdrawal(self._name)
             while not self._stopping():
                 lease = self._session.lease
                 wait = self._cooldown_until - self._clock()
@@ -165,6 +161,12 @@ class Campaign:
                 # Unknown until this join answers: if its answer is lost and we stop, the key
                 # is withdrawn whatever its revision (a stale revision would miss it).
                 self._token = None
+                if not self._host.owns_session:
+                    # A stopped elector of this name on this session may have left its key to
+                    # be withdrawn. This join may adopt that key, so that delete must not land
+                    # later: drop it now (after one in flight), not before. Stopped before
+                    # joining, we withdraw nothing, and the predecessor's delete must go on.
+                    self._membership.cancel_withdrawal(self._name)
                 try:
                     token = self._join(lease)
                     if token is None:

@@ -7,9 +7,9 @@ retried here, on a thread of their own (never the renewal thread: a slow delete 
 delay a renewal), until each is gone or its lease has ended.
 
 An earlier elector's key may be adopted by a new elector of the same name on the same
-session (same lease, same key). Its campaign calls :meth:`Withdrawals.cancel` first, which
-waits for a delete in flight: no delete of the earlier elector can land after the new one
-campaigned.
+session (same lease, same key). Its campaign calls :meth:`Withdrawals.cancel` as it joins
+(not before: a new elector stopped before it joins withdraws nothing), which waits for a delete
+in flight: no delete of the earlier elector can land after the new one campaigned.
 """
 
 from __future__ import annotations
