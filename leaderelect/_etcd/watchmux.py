@@ -54,6 +54,10 @@ class Subscription:
                 raise item
             yield item
 
+    def backlog(self) -> bool:
+        """Whether more responses (or the end) are already waiting to be read."""
+        return not self._items.empty()
+
     def cancel(self) -> None:
         self._stream.cancel(self)
 

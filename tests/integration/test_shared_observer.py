@@ -4,7 +4,12 @@ one watch stream; electors that reach it another way (here: through a fault prox
 from __future__ import annotations
 
 import threading
+import time
+from typing import Any
 
+from leaderelect import Session
+from leaderelect._observer import Observer
+from leaderelect.core.queue import View
 from leaderelect.testing import EtcdServer, FaultProxy, wait_until
 from tests.conftest import ElectorFactory
 
@@ -65,3 +70,39 @@ def test_observing_leaves_a_member_the_session_found_failing(make_elector: Elect
     assert observing.reconnects == before + 1
     assert wait_until(lambda: elector.observation.known and elector.leader is not None, 5)
     assert elector.is_leader
+
+
+def test_a_burst_of_changes_reaches_a_slow_listener_as_one_view(etcd: EtcdServer, name: str, etcd3_client: Any) -> None:
+    """Each watch response was published to every listener, one after another: a process
+    with 200 electors (200 listeners) took its turn 2 s after a burst of 800 deletions. The
+    responses that wait behind a slow publication are applied together, and published once."""
+    leases = [etcd3_client.lease(30) for _ in range(60)]
+    for lease in leases:
+        etcd3_client.put(f"{name}/{lease.id:x}", "c", lease=lease)
+    views: list[View] = []
+    blocked, release = threading.Event(), threading.Event()
+
+    def listener(view: View) -> None:
+        views.append(view)
+        if view.known and view.size < len(leases) and not blocked.is_set():
+            blocked.set()
+            release.wait(10)  # a slow publication: the rest of the burst queues behind it
+
+    with Session(etcd.endpoint, ttl=5) as session:
+        observer = Observer(session.client, name, listener, probe_interval=1.0)
+        observer.start()
+        try:
+            assert wait_until(lambda: bool(views) and views[-1].size == len(leases), 10)
+            leases[0].revoke()
+            assert blocked.wait(5)
+            for lease in leases[1:]:
+                lease.revoke()
+            time.sleep(0.5)  # every deletion has reached the watch stream
+            seen = len(views)
+            release.set()
+            assert wait_until(lambda: views[-1].size == 0, 5), views[-1]
+            assert views[-1].leader is None and views[-1].known
+            assert len(views) - seen <= 3, f"{len(views) - seen} views published for one burst"
+        finally:
+            release.set()
+            observer.close(5)
