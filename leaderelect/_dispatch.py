@@ -21,13 +21,14 @@ Callback = Callable[..., Any]
 
 
 class _Job:
-    __slots__ = ("args", "callbacks", "done", "what")
+    __slots__ = ("args", "callbacks", "done", "started", "what")
 
     def __init__(self, what: str, callbacks: Sequence[Callback], args: tuple[Any, ...]) -> None:
         self.what = what
         self.callbacks = callbacks
         self.args = args
         self.done = threading.Event()
+        self.started = False
 
 
 class Dispatcher:
@@ -47,6 +48,7 @@ class Dispatcher:
         self._started = False
         self._closed = False
         self._lock = threading.Lock()
+        self._last: _Job | None = None  # the job queued last
 
     def start(self) -> None:
         with self._lock:
@@ -54,15 +56,28 @@ class Dispatcher:
                 self._started = True
                 self._thread.start()
 
-    def submit(self, what: str, callbacks: Sequence[Callback], *args: Any) -> threading.Event:
-        """Queue *callbacks* (run one after another with *args*); the Event is set when done."""
+    def submit(
+        self, what: str, callbacks: Sequence[Callback], *args: Any, latest_only: bool = False
+    ) -> threading.Event:
+        """Queue *callbacks* (run one after another with *args*); the Event is set when done.
+
+        *latest_only*: if the job queued last is a *what* that has not begun, it takes these
+        callbacks and arguments instead of queuing another (a leader change that waits
+        behind a slow callback runs once, with the newest leader; never before a job queued
+        ahead of it, never after one queued behind it).
+        """
         job = _Job(what, list(callbacks), args)
         with self._lock:
             if self._closed:
                 log.warning("[%s] %s dropped: the elector is stopped", self.name, what)
                 job.done.set()
                 return job.done
+            last = self._last
+            if latest_only and last is not None and last.what == what and not last.started:
+                last.callbacks, last.args = job.callbacks, job.args
+                return last.done
             self._queue.put(job)
+            self._last = job
         return job.done
 
     def in_dispatcher(self) -> bool:
@@ -92,9 +107,12 @@ class Dispatcher:
             job = self._queue.get()
             if job is None:
                 return
+            with self._lock:
+                job.started = True  # from here on, submit() queues a new job
+                callbacks, args = job.callbacks, job.args
             try:
-                for callback in job.callbacks:
-                    self._call(job.what, callback, job.args)
+                for callback in callbacks:
+                    self._call(job.what, callback, args)
             finally:
                 job.done.set()
 

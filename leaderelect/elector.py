@@ -202,7 +202,9 @@ class LeaderElector:
         return self._register("demoted", fn)
 
     def on_leader_changed(self, fn: F) -> F:
-        """Register ``fn(leader)``, called when the observed leader changes (None: none or unknown)."""
+        """Register ``fn(leader)``, called when the observed leader changes (None: none or
+        unknown). If it changes again while that call still waits behind another callback,
+        the waiting call gets the newest leader instead of a second call being queued."""
         return self._register("leader_changed", fn)
 
     # Hooks for subclasses; they run before registered callbacks.
@@ -224,7 +226,8 @@ class LeaderElector:
             done = threading.Event()
             done.set()
             return done
-        return self._dispatcher.submit(f"on_{kind}", callbacks, *args)
+        # A leader change still waiting to run is updated, not queued again (see on_leader_changed).
+        return self._dispatcher.submit(f"on_{kind}", callbacks, *args, latest_only=kind == "leader_changed")
 
     # -- lifecycle ---------------------------------------------------------------------------
 

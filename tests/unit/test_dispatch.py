@@ -108,3 +108,41 @@ def test_a_base_exception_from_a_callback_is_contained(exc: BaseException, caplo
     assert d._thread.is_alive()
     assert d.close(5)
     assert any("raised" in r.message and r.exc_info for r in caplog.records)
+
+
+def test_a_waiting_leader_change_is_updated_to_the_newest_not_queued_again() -> None:
+    """Behind a slow callback every leader change queued a call of its own: a flapping
+    leader built a backlog of stale leaders, run long after they mattered."""
+    seen: list[str] = []
+    release = threading.Event()
+    d = Dispatcher("t", slow_after=10.0)
+    d.start()
+    d.submit("on_elected", [lambda: release.wait(5)])  # a slow callback ahead
+    for leader in ("a", "b", "c"):
+        d.submit("on_leader_changed", [seen.append], leader, latest_only=True)
+    d.submit("on_demoted", [lambda: seen.append("demoted")])
+    for leader in ("d", "e"):
+        d.submit("on_leader_changed", [seen.append], leader, latest_only=True)
+    release.set()
+    assert d.close(5)
+    # the newest of each run of changes, and never out of order with the other callbacks
+    assert seen == ["c", "demoted", "e"]
+
+
+def test_a_leader_change_that_began_running_is_not_changed() -> None:
+    seen: list[str] = []
+    running, release = threading.Event(), threading.Event()
+
+    def slow(leader: str) -> None:
+        running.set()
+        release.wait(5)
+        seen.append(leader)
+
+    d = Dispatcher("t", slow_after=10.0)
+    d.start()
+    d.submit("on_leader_changed", [slow], "a", latest_only=True)
+    assert running.wait(5)
+    d.submit("on_leader_changed", [seen.append], "b", latest_only=True)
+    release.set()
+    assert d.close(5)
+    assert seen == ["a", "b"]
