@@ -29,7 +29,17 @@ sys.path.insert(0, str(Path(__file__).parent))  # harness, scenarios, peers, rep
 from harness import HERE, machine, timed
 from peers import kazoo_peer, tooz_peer
 from report import render
-from scenarios import demotion, failover, floor, handoff_etcdctl, handoff_leaderelect, idle, scale, startup
+from scenarios import (
+    burst,
+    demotion,
+    failover,
+    floor,
+    handoff_etcdctl,
+    handoff_leaderelect,
+    idle,
+    scale,
+    startup,
+)
 
 from leaderelect._config import parse_endpoints
 from leaderelect._etcd import EtcdClient
@@ -49,6 +59,7 @@ def main() -> int:
             ("demotion", lambda: demotion(etcd, client)),
             ("idle", lambda: idle(etcd)),
             ("scale", lambda: scale(etcd, client)),
+            ("burst", lambda: burst(etcd, client)),
             ("startup", lambda: startup(etcd)),
             ("kazoo", kazoo_peer),
             ("tooz", lambda: tooz_peer(etcd)),

@@ -118,6 +118,20 @@ def render(r: dict[str, Any]) -> str:
                 f"{v['etcd_messages_per_candidate_per_minute']} |"
             )
 
+    bu = r.get("burst", {})
+    if bu:
+        out += [
+            "",
+            f"A burst: {bu['ahead']} candidates ahead revoked in queue order, then one process's turn "
+            "(from the last revoke to its elected line):",
+            "",
+            "| electors in the process | median | max | trials |",
+            "|---|---|---|---|",
+        ]
+        for count, v in bu.items():
+            if isinstance(v, dict):
+                out.append(f"| {count} | {v.get('median', '-')} ms | {v.get('max', '-')} ms | {v['trials']} |")
+
     # goals
     def med(d: dict[str, Any], *keys: str) -> float | None:
         for k in keys:

@@ -429,6 +429,46 @@ def scale(etcd: EtcdServer, client: EtcdClient) -> dict[str, Any]:
     return out
 
 
+# -- a burst of deletions ahead of a process with many electors ---------------------------------------
+
+
+def burst(etcd: EtcdServer, client: EtcdClient) -> dict[str, Any]:
+    """Candidate keys on leases of their own fill the queue, then one worker process with
+    *count* electors queues behind them; the leases ahead are revoked in queue order, as fast
+    as one client can. Timed from the return of the last revoke to the arrival of the
+    worker's "elected" line: a process with many electors of one election (a service that
+    runs one per tenant, the chaos crowd) must take its turn as fast as a process with one."""
+    ahead = n(800, 200)
+    out: dict[str, Any] = {"ahead": ahead}
+    for count in (1, 100) if QUICK else (1, 200):
+        name = f"bench-burst-{count}"
+        times = []
+        for trial in range(n(5, 2)):
+            leases = []
+            for _ in range(ahead):
+                lease, _ttl = client.lease_grant(60)
+                client.put(f"{name}/{lease:x}".encode(), b"ahead", lease=lease)
+                leases.append(lease)
+            proc = worker(name, etcd.endpoint, ttl=10, count=count, tag=f"t{trial}")
+            try:
+                wait_until(
+                    lambda: len(participants(client, name)[0]) == ahead + count and watchers_synced(etcd),
+                    120,
+                    interval=0.2,
+                )
+                time.sleep(1)
+                for lease in leases:
+                    client.lease_revoke(lease)
+                last = clock()
+                elected = proc.wait("elected", timeout=60)
+                if elected is not None:
+                    times.append(elected["rx"] - last)
+            finally:
+                proc.close()
+        out[str(count)] = summary(times)
+    return out
+
+
 # -- import and start cost ------------------------------------------------------------------------------------
 
 
