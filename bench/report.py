@@ -81,6 +81,12 @@ def render(r: dict[str, Any]) -> str:
             "blackholed leader: margin before etcd deleted its key", d.get("margin_before_etcd_deletes_key", {}), "ms"
         ),
     ]
+    bu = r.get("burst", {})
+    out += [
+        _row(f"burst: {bu['ahead']} ahead revoked -> the turn of a process of {count} electors", v)
+        for count, v in bu.items()
+        if isinstance(v, dict)
+    ]
     st = r.get("startup", {})
     out += [
         _row("import leaderelect", st.get("import_leaderelect", {})),
@@ -117,20 +123,6 @@ def render(r: dict[str, Any]) -> str:
                 f"| {size} | {hh.get('median', '-')} ms | {hh.get('p99', '-')} ms | "
                 f"{v['etcd_messages_per_candidate_per_minute']} |"
             )
-
-    bu = r.get("burst", {})
-    if bu:
-        out += [
-            "",
-            f"A burst: {bu['ahead']} candidates ahead revoked in queue order, then one process's turn "
-            "(from the last revoke to its elected line):",
-            "",
-            "| electors in the process | median | max | trials |",
-            "|---|---|---|---|",
-        ]
-        for count, v in bu.items():
-            if isinstance(v, dict):
-                out.append(f"| {count} | {v.get('median', '-')} ms | {v.get('max', '-')} ms | {v['trials']} |")
 
     # goals
     def med(d: dict[str, Any], *keys: str) -> float | None:
