@@ -49,6 +49,7 @@ class Dispatcher:
         self._closed = False
         self._lock = threading.Lock()
         self._last: _Job | None = None  # the job queued last
+        self._begun: dict[str, tuple[Any, ...]] = {}  # the arguments of the last job of each kind begun
 
     def start(self) -> None:
         with self._lock:
@@ -64,7 +65,8 @@ class Dispatcher:
         *latest_only*: if the job queued last is a *what* that has not begun, it takes these
         callbacks and arguments instead of queuing another (a leader change that waits
         behind a slow callback runs once, with the newest leader; never before a job queued
-        ahead of it, never after one queued behind it).
+        ahead of it, never after one queued behind it). Brought back to the arguments of the
+        last *what* begun (a change and back), it runs nothing.
         """
         job = _Job(what, list(callbacks), args)
         with self._lock:
@@ -74,7 +76,9 @@ class Dispatcher:
                 return job.done
             last = self._last
             if latest_only and last is not None and last.what == what and not last.started:
-                last.callbacks, last.args = job.callbacks, job.args
+                # Back to what the last one begun was given (a change and back): no change to report.
+                unchanged = what in self._begun and self._begun[what] == args
+                last.callbacks, last.args = ([] if unchanged else job.callbacks), args
                 return last.done
             self._queue.put(job)
             self._last = job
@@ -110,6 +114,8 @@ class Dispatcher:
             with self._lock:
                 job.started = True  # from here on, submit() queues a new job
                 callbacks, args = job.callbacks, job.args
+                if callbacks:
+                    self._begun[job.what] = args
             try:
                 for callback in callbacks:
                     self._call(job.what, callback, args)

@@ -249,9 +249,14 @@ class Observer:
                     continue
                 self._publish(revision, True, self._clock())
                 published_at, unpublished = self._clock(), False
-        finally:
+        except EtcdError:
+            # The stream failed after a burst: what etcd sent is shown (then a resync follows).
+            # Not on any other exception: a bug may have left the queue half applied.
             if unpublished and not self._stop.is_set():
-                self._publish(revision, True, self._clock())  # the stream ended after a burst
+                self._publish(revision, True, self._clock())
+            raise
+        if unpublished and not self._stop.is_set():
+            self._publish(revision, True, self._clock())  # the stream ended after a burst
 
 
 class NoObserver:

@@ -48,8 +48,9 @@ class Withdrawals:
         self._client = client
         self._call_timeout = call_timeout
         self._name = name
-        self._lock = threading.Lock()  # guards _pending and _thread
-        self._sending = threading.Lock()  # held while one delete is in flight
+        self._lock = threading.Lock()  # guards _pending, _in_flight and _thread
+        self._answered = threading.Condition(self._lock)  # notified when a delete in flight ends
+        self._in_flight: str | None = None  # the election whose delete is in flight
         self._pending: dict[str, _Pending] = {}
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -68,9 +69,11 @@ class Withdrawals:
 
     def cancel(self, election_name: str) -> None:
         """A new elector of *election_name* campaigns on this session: drop its predecessor's
-        pending delete, after waiting for one in flight (bounded by its call deadline)."""
-        with self._sending, self._lock:
+        pending delete, after waiting for one of that election in flight (bounded by its
+        call deadline; another election's delete in flight is not waited for)."""
+        with self._lock:
             self._pending.pop(election_name, None)
+            self._answered.wait_for(lambda: self._in_flight != election_name, self._call_timeout + 1)
 
     def close(self, timeout: float) -> None:
         with self._lock:
@@ -95,11 +98,13 @@ class Withdrawals:
                 return
 
     def _try(self, name: str) -> None:
-        with self._sending:
-            with self._lock:
-                entry = self._pending.get(name)  # cancelled meanwhile?
+        with self._lock:
+            entry = self._pending.get(name)  # cancelled meanwhile?
             if entry is None:
                 return
+            self._in_flight = name
+        done = False
+        try:
             done = not entry.lease.alive()  # the key goes with its lease
             if not done:
                 timeout = max(0.001, min(self._call_timeout, entry.lease.remaining()))
@@ -111,7 +116,9 @@ class Withdrawals:
                     log.info("[%s] withdrawing %s failed (%s); retrying", self._name, entry.key.decode(), err)
                 except Exception:  # a bug must not leave the thread dead with keys pending
                     log.exception("[%s] withdrawing %s failed; retrying", self._name, entry.key.decode())
-            if done:
-                with self._lock:
-                    if self._pending.get(name) is entry:
-                        del self._pending[name]
+        finally:
+            with self._lock:
+                if done and self._pending.get(name) is entry:
+                    del self._pending[name]
+                self._in_flight = None
+                self._answered.notify_all()

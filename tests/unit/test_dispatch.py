@@ -146,3 +146,25 @@ def test_a_leader_change_that_began_running_is_not_changed() -> None:
     release.set()
     assert d.close(5)
     assert seen == ["a", "b"]
+
+
+def test_a_leader_change_and_back_while_the_first_call_runs_is_not_reported_again() -> None:
+    """Merged into the waiting call, a change to B and back to A gave on_leader_changed(A)
+    twice in a row: no change at all, reported as one."""
+    seen: list[str] = []
+    running, release = threading.Event(), threading.Event()
+
+    def first(leader: str) -> None:
+        running.set()
+        release.wait(5)
+        seen.append(leader)
+
+    d = Dispatcher("t", slow_after=10.0)
+    d.start()
+    d.submit("on_leader_changed", [first], "a", latest_only=True)
+    assert running.wait(5)
+    d.submit("on_leader_changed", [seen.append], "b", latest_only=True)
+    d.submit("on_leader_changed", [seen.append], "a", latest_only=True)  # back to a
+    release.set()
+    assert d.close(5)
+    assert seen == ["a"]
