@@ -129,28 +129,8 @@ def test_a_waiting_leader_change_is_updated_to_the_newest_not_queued_again() -> 
     assert seen == ["c", "demoted", "e"]
 
 
-def test_a_leader_change_that_began_running_is_not_changed() -> None:
-    seen: list[str] = []
-    running, release = threading.Event(), threading.Event()
-
-    def slow(leader: str) -> None:
-        running.set()
-        release.wait(5)
-        seen.append(leader)
-
-    d = Dispatcher("t", slow_after=10.0)
-    d.start()
-    d.submit("on_leader_changed", [slow], "a", latest_only=True)
-    assert running.wait(5)
-    d.submit("on_leader_changed", [seen.append], "b", latest_only=True)
-    release.set()
-    assert d.close(5)
-    assert seen == ["a", "b"]
-
-
-def test_a_leader_change_and_back_while_the_first_call_runs_is_not_reported_again() -> None:
-    """Merged into the waiting call, a change to B and back to A gave on_leader_changed(A)
-    twice in a row: no change at all, reported as one."""
+def _while_a_first_change_runs(*leaders: str) -> list[str]:
+    """on_leader_changed("a") runs slowly; *leaders* are submitted meanwhile; what ran."""
     seen: list[str] = []
     running, release = threading.Event(), threading.Event()
 
@@ -163,8 +143,19 @@ def test_a_leader_change_and_back_while_the_first_call_runs_is_not_reported_agai
     d.start()
     d.submit("on_leader_changed", [first], "a", latest_only=True)
     assert running.wait(5)
-    d.submit("on_leader_changed", [seen.append], "b", latest_only=True)
-    d.submit("on_leader_changed", [seen.append], "a", latest_only=True)  # back to a
+    for leader in leaders:
+        d.submit("on_leader_changed", [seen.append], leader, latest_only=True)
     release.set()
     assert d.close(5)
-    assert seen == ["a"]
+    return seen
+
+
+def test_a_leader_change_that_began_running_is_not_changed() -> None:
+    assert _while_a_first_change_runs("b") == ["a", "b"]
+
+
+def test_a_leader_change_and_back_while_the_first_call_runs_is_not_reported_again() -> None:
+    """Merged into the waiting call, a change to B and back to A gave on_leader_changed(A)
+    twice in a row: no change at all, reported as one."""
+    assert _while_a_first_change_runs("b", "a") == ["a"]
+    assert _while_a_first_change_runs("b", "a", "c") == ["a", "c"]
