@@ -422,6 +422,8 @@ def test_only_candidate_keys_count_other_keys_under_the_prefix_are_ignored(
     electors = [make_elector(f"c{i}").start() for i in range(2)]
     assert wait_until(lambda: len(leaders(electors)) == 1, 10)
     first = leaders(electors)[0]
+    # the leader may lead before the other has joined: wait for both, then check the order
+    assert wait_until(lambda: len(first.participants()) == 2, 10), first.participants()
     assert [c.value for c in first.participants()] == [first.value, *(e.value for e in electors if e is not first)]
     assert wait_until(lambda: all(e.leader is not None and e.leader.value == first.value for e in electors), 5)
     first.stop()
