@@ -47,12 +47,21 @@ class Subscription:
 
     def __iter__(self) -> Iterator[pb.WatchResponse]:
         while True:
-            item = self._items.get()  # blocks without polling
-            if item is None:
+            response = self.next_response()
+            if response is None:
                 return
-            if isinstance(item, EtcdError):
-                raise item
-            yield item
+            yield response
+
+    def next_response(self, timeout: float | None = None) -> pb.WatchResponse | None:
+        """The next response (None once the watch ended); raises :class:`TimeoutError` if
+        none arrives within *timeout* seconds, and the stream's :class:`EtcdError` if it failed."""
+        try:
+            item = self._items.get(timeout=timeout)  # blocks without polling
+        except queue.Empty:
+            raise TimeoutError from None
+        if isinstance(item, EtcdError):
+            raise item
+        return item
 
     def backlog(self) -> bool:
         """Whether more responses (or the end) are already waiting to be read."""
