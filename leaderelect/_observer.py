@@ -16,6 +16,7 @@ import logging
 import os
 import random
 import threading
+import time
 from typing import Callable
 
 from leaderelect import _clock
@@ -32,11 +33,10 @@ log = logging.getLogger(__name__)
 
 Listener = Callable[[View], None]
 
-#: a change that comes soon after a publication waits this many times as long as that
-#: publication took, for more to publish with it (the observer then spends at most a third
-#: of its time publishing; a change after a quiet spell is published at once)
+#: a change that comes soon after a publication waits this many times the CPU time that
+#: publication took, for more changes to publish with it
 HOLD_FACTOR = 2.0
-#: the longest a change waits to be published, however long a publication takes
+#: the longest that wait, however long a publication takes
 COALESCE_FOR = 0.05
 
 
@@ -218,44 +218,61 @@ class Observer:
         """Apply the watch's responses to the queue and publish views of it.
 
         Each view goes to every listener (one per elector of this election in the process),
-        so a burst of changes is published in batches: a change after a quiet spell at once,
-        a change that follows a publication closely after a short wait (``HOLD_FACTOR``
-        times what that publication took, at most ``COALESCE_FOR``), with every response
-        that arrived meanwhile. With one listener that wait is microseconds; with 200 it is
-        a few milliseconds. Publishing each of 800 deletions to 200 electors made that
-        process take its turn seconds after the last one: the publications held the GIL,
-        so the thread reading the stream fed them one response at a time.
+        so a burst of changes is published in batches. A change is published at once after
+        a quiet spell, and at once if it moves the leader while the last publication did
+        not (a handoff never waits behind a candidate that just joined). Otherwise it waits,
+        for ``HOLD_FACTOR`` times the CPU time of the last publication (microseconds with
+        one listener, a few ms with 200; at most ``COALESCE_FOR``), and every response that
+        arrived meanwhile is published with it. Publishing each of 800 deletions to 200
+        electors made that process take its turn seconds after the last one: the
+        publications held the GIL, so the thread reading the stream fed them one response
+        at a time.
         """
         revision = self.view.revision
         published_at = float("-inf")  # the first change is published at once
         hold = 0.0
+        moved_leader = False  # whether the last publication showed a new leader
         unpublished = False  # responses applied to the queue that no listener has seen yet
-        while True:
+        while not self._stop.is_set():
             wait = max(0.0, published_at + hold - self._clock()) if unpublished else None
             try:
                 response = watch.next_response(wait)
-                if response is None or self._stop.is_set():
-                    break
-                revision = self._apply(response, revision)
             except TimeoutError:
-                pass  # the window closed: publish what came
+                response = None  # the wait is over: publish what came
             except EtcdError:
-                # The stream failed (or was compacted) after a burst: show what etcd sent
-                # before it; a resync follows.
-                if unpublished and not self._stop.is_set():
+                # The stream failed after a burst: show what etcd sent; a resync follows.
+                if unpublished:
                     self._publish(revision, True, self._clock())
                 raise
             else:
+                if response is None:
+                    break  # the watch ended
+                try:
+                    revision = self._apply(response, revision)
+                except EtcdError:
+                    if unpublished:  # compacted or canceled: what came before it stands
+                        self._publish(revision, True, self._clock())
+                    raise
                 unpublished = True
                 since = self._clock() - published_at
-                if since < COALESCE_FOR and (since < hold or watch.backlog()):
+                if since < COALESCE_FOR and (
+                    watch.backlog() or (since < hold and (moved_leader or not self._moves_leader()))
+                ):
                     continue  # more may come (or already wait): publish them together
+            if self._stop.is_set():
+                return
+            moved_leader = self._moves_leader()
             began = self._clock()
             self._publish(revision, True, began)
             published_at, unpublished = self._clock(), False
             hold = min(COALESCE_FOR, HOLD_FACTOR * (published_at - began))
         if unpublished and not self._stop.is_set():
             self._publish(revision, True, self._clock())  # the stream ended after a burst
+
+    def _moves_leader(self) -> bool:
+        """Whether the queue's leader differs from the one last published."""
+        with self._lock:
+            return self._queue.leader != self._view.leader
 
     def _apply(self, response: pb.WatchResponse, revision: int) -> int:
         """Apply one response to the queue; returns the revision the queue is at."""
