@@ -16,7 +16,6 @@ import logging
 import os
 import random
 import threading
-import time
 from typing import Callable
 
 from leaderelect import _clock
@@ -33,7 +32,7 @@ log = logging.getLogger(__name__)
 
 Listener = Callable[[View], None]
 
-#: a change that comes soon after a publication waits this many times the CPU time that
+#: a change that comes soon after a publication waits this many times as long as that
 #: publication took, for more changes to publish with it
 HOLD_FACTOR = 2.0
 #: the longest that wait, however long a publication takes
@@ -221,7 +220,7 @@ class Observer:
         so a burst of changes is published in batches. A change is published at once after
         a quiet spell, and at once if it moves the leader while the last publication did
         not (a handoff never waits behind a candidate that just joined). Otherwise it waits,
-        for ``HOLD_FACTOR`` times the CPU time of the last publication (microseconds with
+        for ``HOLD_FACTOR`` times as long as the last publication took (microseconds with
         one listener, a few ms with 200; at most ``COALESCE_FOR``), and every response that
         arrived meanwhile is published with it. Publishing each of 800 deletions to 200
         electors made that process take its turn seconds after the last one: the
