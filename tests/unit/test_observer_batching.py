@@ -151,3 +151,39 @@ def test_what_came_last_is_shown_when_the_watch_ends() -> None:
         listener.wait_for(None, 0)
         watch.put(joined(30))  # within the hold after the deletion's publication
     assert (listener.views[-1].leader, listener.views[-1].size) == (30, 1), listener.views
+
+
+def test_a_bug_while_applying_a_burst_shows_none_of_it() -> None:
+    """Changes applied but not yet shown were published on any exception, a bug's too:
+    a queue left half applied was shown as known."""
+    listener = Listener(cost=0.1)
+    observer = Observer(cast(Any, None), "e", listener, probe_interval=1.0)
+    observer._synced = (CandidateQueue([Candidate(key(10), b"v", 10, 10, 10)]), 10)
+    real = observer._candidate
+
+    def broken(kv: pb.KeyValue) -> Candidate | None:
+        if kv.key == key(13).encode():
+            raise RuntimeError("a bug")
+        return real(kv)
+
+    observer._candidate = broken  # type: ignore[method-assign]
+    watch = FakeWatch()
+    failed: list[BaseException] = []
+
+    def follow() -> None:
+        try:
+            observer._follow(cast(Any, watch))
+        except BaseException as err:
+            failed.append(err)
+
+    thread = threading.Thread(target=follow, daemon=True)
+    thread.start()
+    watch.put(pb.WatchResponse(created=True))
+    listener.wait_for(10, 1)
+    time.sleep(0.3)
+    watch.put(joined(11))  # shown at once, after the quiet spell
+    listener.wait_for(10, 2)
+    watch.put(joined(12), joined(13))  # 12 is applied and held; 13 raises
+    thread.join(5)
+    assert [type(e) for e in failed] == [RuntimeError]
+    assert [v.size for v in listener.views] == [1, 2], listener.views
