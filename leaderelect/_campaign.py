@@ -166,7 +166,7 @@ class Campaign:
                     # be withdrawn. This join may adopt that key, so that delete must not land
                     # later: drop it now (after one in flight), not before. Stopped before
                     # joining, we withdraw nothing, and the predecessor's delete must go on.
-                    self._membership.cancel_withdrawal(self._name)
+                    self._membership.may_join(self._name)
                 try:
                     token = self._join(lease)
                     if token is None:
@@ -308,16 +308,10 @@ class Campaign:
         self._membership.abandon(lease, LeaseEnd.KEY_NOT_DELETED)
 
     def _withdraw(self, lease: Lease, token: int | None) -> None:
-        """Remove our key from a shared session's election on stop; if etcd cannot be
-        reached now, the session retries until the key is gone or the lease ends."""
-        if not lease.alive():
-            return  # the key goes with the lease
-        key = election.candidate_key(self._name, lease.id)
-        try:
-            election.withdraw(self._client, key, token, timeout=self._timeout(lease))
-        except EtcdError as err:
-            log.info("[%s] could not remove the candidate key (%s); the session retries", self._name, err)
-            self._membership.defer_withdrawal(self._name, key, token, lease)
+        """Remove our key from a shared session's election on stop: the session tries now
+        and, if etcd cannot be reached, again until the key is gone or the lease ends."""
+        if lease.alive():  # else the key goes with the lease
+            self._membership.withdraw(self._name, election.candidate_key(self._name, lease.id), token, lease)
 
 
 def _why_ended(lease: Lease, otherwise: DemotionReason) -> DemotionReason:

@@ -1,4 +1,4 @@
-"""A session: one etcd connection and one lease at a time, kept alive by one thread.
+"""A session: one etcd connection and one lease at a time, kept alive on the core's rules.
 
 Like etcd's Go ``concurrency.Session``, several elections may share a session (one lease,
 one connection). Unlike it, a session outlives its leases: when a lease is lost it is
@@ -16,16 +16,19 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+import random
 import threading
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Callable
 
 from leaderelect import _clock, _config
+from leaderelect._driver import Driver
 from leaderelect._etcd import EtcdClient
-from leaderelect._retry import retrying
-from leaderelect._withdrawals import Withdrawals
-from leaderelect.core.lease import LeaseEnd, renewal_budget, renewal_retry_wait
-from leaderelect.exceptions import ConfigurationError, ElectorStateError, EtcdError, LeaseExpiredError
+from leaderelect.core.base import Config
+from leaderelect.core.lease import LeaseEnd, LeaseState
+from leaderelect.core.messages import Action, DemotionReason, Finished, WatchMessage
+from leaderelect.core.session import SessionCore
+from leaderelect.exceptions import ConfigurationError, ElectorStateError
 from leaderelect.settings import SessionOptions, Settings
 
 if TYPE_CHECKING:
@@ -112,6 +115,43 @@ class Lease:
         return f"Lease(id={self.id:x}, ttl={self.ttl}, remaining={self.remaining():.3f})"
 
 
+class _Member:
+    """A threaded elector's place on the session's core (``core.session.Member``): the core
+    says when its key may join (``may_join``) and when a predecessor's delete in flight ended."""
+
+    def __init__(self, name: str, core: SessionCore) -> None:
+        self._name = name
+        self._core = core
+        #: set when a predecessor's delete that held this election's join was answered
+        self.withdrawal_ended = threading.Event()
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    def lease_granted(self, now: float, lease: LeaseState) -> None:
+        """The session tells its listeners (``Session._publish_lease``)."""
+
+    def lease_lost(self, now: float, lease: LeaseState) -> None:
+        """The session tells its listeners (``Session._publish_lease``)."""
+
+    def watch_message(self, now: float, watch_id: int, message: WatchMessage) -> None:
+        """Not watched through the core."""
+
+    def delivered(self, now: float, seq: int) -> None:
+        """No callbacks through the core."""
+
+    def settle(self, now: float) -> None:
+        """Nothing to finish."""
+
+    def withdrawal_done(self, now: float) -> None:
+        self.withdrawal_ended.set()
+
+    def stop_for(self, now: float, reason: DemotionReason) -> None:
+        # Session.close() stopped the elector (and waited for it) before closing the core.
+        self._core.detach(self)
+
+
 class Session:
     """One connection to etcd and a lease kept alive for the elections that share it.
 
@@ -165,20 +205,32 @@ class Session:
         )
         self._pid = os.getpid()
         self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._wake = threading.Event()
+        # The lease and the withdrawals are decided by the core (core.session) and carried
+        # out by the driver's threads; the session publishes each lease as a Lease.
+        self._core = SessionCore(
+            Config(name, b"", self.ttl, self.guard, self.call_timeout, 0.0), random.Random(), shared=True
+        )
+        self._driver = Driver(
+            self._core,
+            self.client,
+            name=name,
+            clock=self._clock,
+            on_action=self._on_action,
+            after_input=self._publish_lease,
+            on_renewed=self._renewed,
+        )
         self._lease: Lease | None = None
+        # the core's leases not yet lost, and what user code sees of each
+        self._leases: dict[int, tuple[LeaseState, Lease]] = {}
+        self._current: LeaseState | None = None
         self._listeners: list[Listener] = []
         self._stats_hooks: list[StatsHook] = []
         self._names: dict[str, Stopper] = {}
-        self._to_revoke: set[int] = set()
-        # keys of stopped electors whose delete failed, retried on a thread of their own
-        self._withdrawals = Withdrawals(self.client, self.call_timeout, name)
-        self._thread: threading.Thread | None = None
+        self._members: dict[str, _Member] = {}
+        self._finished = threading.Event()
+        self._started = False
         self._closed = False
         self._closing = False
-        #: leases granted so far (for status and tests)
-        self.leases_granted = 0
 
     # -- lifecycle ----------------------------------------------------------------------
 
@@ -192,15 +244,15 @@ class Session:
             )
 
     def start(self) -> None:
-        """Start the keepalive thread (idempotent); returns at once."""
+        """Start keeping a lease (idempotent); returns at once."""
         self.check_pid()
         with self._lock:
             if self._closed:
                 raise ElectorStateError(f"session {self.name!r} is closed")
-            if self._thread is not None:
+            if self._started:
                 return
-            self._thread = threading.Thread(target=self._run, name=f"leaderelect-session-{self.name}", daemon=True)
-            self._thread.start()
+            self._started = True
+        self._driver.start()
 
     def close(self, timeout: float | None = None) -> None:
         """Stop every elector still on this session, stop renewing, revoke the lease (bounded
@@ -233,17 +285,13 @@ class Session:
         finally:
             with self._lock:
                 self._closed = True
-                thread = self._thread
-        self._withdrawals.close(self.call_timeout + 1)
-        self._stop.set()
-        self._wake.set()
-        if thread is not None and thread is not threading.current_thread():
-            thread.join(timeout if timeout is not None else self.call_timeout * 2 + 1)
-        lease = self._lease
-        if lease is not None:
-            lease.lose(LeaseEnd.CLOSED)
-            self._to_revoke.add(lease.id)
-        self._revoke_pending(final=True)
+        # The core revokes the lease (keys still waiting to be withdrawn go with it): a grant
+        # or revoke in flight, then one revoke per lease left, each within call_timeout.
+        self._driver.run(self._core.close)
+        bound = timeout if timeout is not None else self.call_timeout * 3 + 1
+        if not self._finished.wait(bound):
+            log.info("[%s] the lease was not revoked within %.1f s; it expires by its TTL", self.name, bound)
+        self._driver.close(bound)
         self.client.close()
 
     def __enter__(self) -> Session:
@@ -266,6 +314,11 @@ class Session:
         lease = self._lease
         return lease if lease is not None and lease.alive() else None
 
+    @property
+    def leases_granted(self) -> int:
+        """Leases granted so far (for status and tests)."""
+        return self._core.lease_keeper.granted
+
     def _claim(self, name: str, stopper: Stopper) -> None:
         """Reserve election *name* for one elector: two electors of one name on one lease
         would share one key, and both would take it for their own term. ``close()`` calls
@@ -279,21 +332,52 @@ class Session:
                     "candidates of one election need sessions (leases) of their own"
                 )
             self._names[name] = stopper
+            member = self._members[name] = _Member(name, self._core)
+        self._driver.run(lambda now: self._core.attach(member))
 
     def _release(self, name: str) -> None:
         """Free election *name* (its elector stopped)."""
         with self._lock:
             self._names.pop(name, None)
+            member = self._members.pop(name, None)
+        if member is not None:
+            self._driver.run(lambda now: self._core.detach(member))
 
-    def _defer_withdrawal(self, name: str, key: bytes, token: int | None, lease: Lease) -> None:
-        """Delete *key* (election *name*'s candidate key, created at revision
-        *token* if known), retrying until it is gone or *lease* ends (see ``_withdrawals``)."""
-        self._withdrawals.add(name, key, token, lease)
+    def _withdraw(self, name: str, key: bytes, token: int | None, lease: Lease) -> None:
+        """Delete *key* (election *name*'s candidate key, created at revision *token* if
+        known), retrying until it is gone or *lease* ends (``core.session``); returns once
+        the first try is over (bounded by ``call_timeout``)."""
+        tried = threading.Event()
 
-    def _cancel_withdrawal(self, name: str) -> None:
-        """An elector of *name* is about to campaign on this session (it may adopt
-        the key): drop a predecessor's pending delete, after one in flight."""
-        self._withdrawals.cancel(name)
+        def withdraw(now: float) -> None:
+            entry = self._leases.get(lease.id)
+            if entry is None:
+                tried.set()  # lost: the key goes with the lease
+            else:
+                self._core.withdraw(now, name, key.decode(), token, entry[0], lambda _: tried.set())
+
+        self._driver.run(withdraw)
+        tried.wait(self.call_timeout + 1)
+
+    def _may_join(self, name: str) -> None:
+        """An elector of *name* is about to join (it may adopt a predecessor's key): its
+        pending delete is dropped now; one in flight is waited for (bounded)."""
+        member = self._members.get(name)
+        if member is None:
+            return
+        allowed: list[bool] = []
+
+        def ask(now: float) -> None:
+            member.withdrawal_ended.clear()
+            allowed.append(self._core.may_join(name))
+
+        deadline = self._clock() + self.call_timeout + 1
+        for _ in range(100):  # each round waits for an answer or the deadline
+            self._driver.run(ask)
+            left = deadline - self._clock()
+            if allowed[-1] or left <= 0:
+                return
+            member.withdrawal_ended.wait(left)
 
     def remove_stats_hook(self, hook: StatsHook) -> None:
         """Stop calling *hook* (added with add_stats_hook)."""
@@ -302,13 +386,13 @@ class Session:
                 self._stats_hooks.remove(hook)
 
     def _subscribe(self, listener: Listener) -> None:
-        """*listener(kind, lease)* is called on the session thread; it must not block."""
+        """*listener(kind, lease)* is called on the session's threads; it must not block."""
         with self._lock:
             self._listeners.append(listener)
 
     def add_stats_hook(self, hook: StatsHook) -> None:
-        """*hook(event, seconds)* is called on the session thread after each renewal; it must
-        be quick and must not raise (metrics counters are)."""
+        """*hook(event, seconds)* is called on the session's renewal thread after each
+        renewal; it must be quick and must not raise (metrics counters are)."""
         with self._lock:
             self._stats_hooks.append(hook)
 
@@ -323,9 +407,15 @@ class Session:
         if lease.lose(reason):
             log.info("[%s] lease %x abandoned: %s", self.name, lease.id, reason)
             self._notify(LEASE_LOST, lease)
-        self._wake.set()
 
-    # -- the keepalive thread ---------------------------------------------------------------
+        def lose(now: float) -> None:
+            entry = self._leases.get(lease.id)
+            if entry is not None:
+                self._core.lease_keeper.lose(now, entry[0], reason)
+
+        self._driver.run(lose)
+
+    # -- from the driver (under its lock) ----------------------------------------------------
 
     def _notify(self, kind: str, lease: Lease) -> None:
         with self._lock:
@@ -333,110 +423,43 @@ class Session:
         for listener in listeners:
             listener(kind, lease)
 
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            lease: Lease | None = None
-            try:
-                lease = self._grant()
-                if lease is None:
-                    return
-                self._keep(lease)
-            except Exception:  # a bug must not leave a silently dead thread: say it, go on
-                log.exception("[%s] session failed; a new lease follows in 1 s", self.name)
-                if lease is not None:
-                    self._lose(lease, LeaseEnd.ERROR)
-                if self._stop.wait(1.0):
-                    return
-            if lease is not None:
-                with self._lock:
-                    self._to_revoke.add(lease.id)
+    def _publish_lease(self, now: float) -> None:
+        """Show the core's lease to user code: a new lease, a renewal, a loss.
 
-    def _grant(self) -> Lease | None:
-        try:
-            for attempt in retrying(self._stop, f"[{self.name}] lease grant"):
-                with attempt:
-                    self._revoke_pending()
-                    t_send = self._clock()
-                    lease_id, granted = self.client.lease_grant(self.ttl)
-        except EtcdError:
-            return None  # stopped while etcd was unreachable
-        if self._stop.is_set():
-            self._to_revoke.add(lease_id)
-            return None
-        lease = Lease(lease_id, granted, t_send + granted - self.guard, self._clock, sent_at=t_send)
-        self._lease = lease
-        self.leases_granted += 1
-        log.debug("[%s] lease %x granted, ttl %d s", self.name, lease_id, granted)
-        self._wake.clear()
-        self._notify(LEASE_GRANTED, lease)
-        return lease
+        A renewal moves the published deadline only while it has not passed (see
+        ``Lease.extend``): answered too late, it ends the lease in the core too.
+        """
+        state = self._core.lease_keeper.lease
+        if state is not None and state is not self._current:
+            self._current = state
+            lease = Lease(state.id, state.ttl, state.valid_until, self._clock, sent_at=state.renewed_at)
+            self._leases[state.id] = (state, lease)
+            self._lease = lease
+            log.debug("[%s] lease %x granted, ttl %d s", self.name, state.id, state.ttl)
+            self._notify(LEASE_GRANTED, lease)
+        for lease_id, (state, lease) in list(self._leases.items()):
+            if state.lost is not None:
+                del self._leases[lease_id]
+                if lease.lose(state.lost):
+                    log.warning("[%s] lease %x lost: %s", self.name, lease_id, state.lost)
+                    self._notify(LEASE_LOST, lease)
+            elif state.valid_until > lease.valid_until:
+                lease.extend(state.valid_until, sent_at=state.renewed_at)
+                if lease.valid_until < state.valid_until:  # its deadline passed meanwhile
+                    self._core.lease_keeper.lose(now, state, LeaseEnd.DEADLINE)
 
-    def _keep(self, lease: Lease) -> None:
-        interval = lease.ttl / 3
-        next_at = lease.valid_until - lease.ttl + self.guard + interval
-        while not self._stop.is_set():
-            if lease.lost_reason is not None:
-                return
-            now = self._clock()
-            if now >= lease.valid_until:
-                self._lose(lease, LeaseEnd.DEADLINE)
-                return
-            if now < next_at:
-                # Wake at the next renewal, or at the deadline, whichever is first.
-                if self._wake.wait(min(next_at, lease.valid_until) - now):
-                    self._wake.clear()
-                continue
-            t_send = self._clock()
-            # Running out of the budget moves to the next member (core.lease.renewal_budget).
-            budget = renewal_budget(self.call_timeout, lease.ttl)
-            left = lease.valid_until - t_send
-            try:
-                ttl = self.client.lease_keepalive(lease.id, timeout=min(budget, left), budget=budget <= left)
-            except LeaseExpiredError:
-                ttl = 0
-            except EtcdError as err:
-                log.warning("[%s] keepalive of lease %x failed: %s", self.name, lease.id, err)
-                next_at = self._clock() + renewal_retry_wait(lease.remaining())
-                continue
-            if ttl <= 0:
-                self._lose(lease, LeaseEnd.EXPIRED)
-                return
-            lease.extend(t_send + ttl - self.guard, sent_at=t_send)
-            if not lease.alive():  # answered after the deadline: too late (see Lease.extend)
-                self._lose(lease, LeaseEnd.DEADLINE)
-                return
-            next_at = t_send + interval
-            with self._lock:
-                hooks = list(self._stats_hooks)
-            for hook in hooks:
-                try:
-                    hook("keepalive", self._clock() - t_send)
-                except BaseException:  # a user's hook must not end the renewal thread
-                    log.exception("[%s] stats hook failed", self.name)
-            log.debug("[%s] lease %x renewed, %.3f s left", self.name, lease.id, lease.remaining())
-
-    def _lose(self, lease: Lease, reason: LeaseEnd) -> None:
-        if lease.lose(reason):
-            log.warning("[%s] lease %x lost: %s", self.name, lease.id, reason)
-            self._notify(LEASE_LOST, lease)
-
-    def _revoke_pending(self, *, final: bool = False) -> None:
-        # An abandoned lease may still be alive on the server (etcd refreshes leases after
-        # an outage): revoke it so its keys go now, not a whole TTL later.
+    def _renewed(self, round_trip: float) -> None:
         with self._lock:
-            pending = sorted(self._to_revoke)
-        for lease_id in pending:
+            hooks = list(self._stats_hooks)
+        for hook in hooks:
             try:
-                self.client.lease_revoke(lease_id, timeout=self.call_timeout)
-            except LeaseExpiredError:
-                pass
-            except EtcdError as err:
-                if final:
-                    log.info("[%s] revoke of lease %x failed (%s); it expires by its TTL", self.name, lease_id, err)
-                    continue
-                raise
-            with self._lock:
-                self._to_revoke.discard(lease_id)
+                hook("keepalive", round_trip)
+            except BaseException:  # a user's hook must not end the renewal lane
+                log.exception("[%s] stats hook failed", self.name)
+
+    def _on_action(self, action: Action) -> None:
+        if isinstance(action, Finished) and action.origin == "":
+            self._finished.set()
 
 
 class Membership:
@@ -456,8 +479,8 @@ class Membership:
         self.session._release(name)
 
     def subscribe(self, listener: Listener) -> None:
-        """*listener(kind, lease)* is called on the session thread (LEASE_GRANTED, LEASE_LOST);
-        it must not block."""
+        """*listener(kind, lease)* is called on the session's threads (LEASE_GRANTED,
+        LEASE_LOST); it must not block."""
         self.session._subscribe(listener)
 
     def unsubscribe(self, listener: Listener) -> None:
@@ -467,12 +490,12 @@ class Membership:
         """Give *lease* up for good (a term on it is over); a new lease follows."""
         self.session._abandon(lease, reason)
 
-    def defer_withdrawal(self, name: str, key: bytes, token: int | None, lease: Lease) -> None:
+    def withdraw(self, name: str, key: bytes, token: int | None, lease: Lease) -> None:
         """Delete *key* (a stopped elector's candidate key, created at revision *token* if
-        known) on the session's behalf, retrying until it is gone or *lease* ends."""
-        self.session._defer_withdrawal(name, key, token, lease)
+        known), retrying until it is gone or *lease* ends; returns once the first try is over."""
+        self.session._withdraw(name, key, token, lease)
 
-    def cancel_withdrawal(self, name: str) -> None:
-        """An elector of *name* is about to campaign (it may adopt the key): drop a
+    def may_join(self, name: str) -> None:
+        """An elector of *name* is about to join (it may adopt the key): drop a
         predecessor's pending delete, after one in flight."""
-        self.session._cancel_withdrawal(name)
+        self.session._may_join(name)

@@ -21,7 +21,7 @@ from leaderelect.core.base import Config, Context, Mutations, call_deadline
 from leaderelect.core.lease import LeaseKeeper, LeaseState
 from leaderelect.core.messages import Action, Answer, Delete, DemotionReason, Failed, Finished, WatchMessage
 
-#: seconds between tries of a withdrawal's delete (the threaded ``_withdrawals`` uses it too)
+#: seconds between tries of a withdrawal's delete (the driver retries on the same timer)
 WITHDRAW_RETRY = 0.25
 
 

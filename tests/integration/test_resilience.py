@@ -7,8 +7,8 @@ from typing import Any
 import pytest
 
 from leaderelect import election
+from leaderelect._driver import Driver
 from leaderelect._observer import Observer
-from leaderelect.session import Session
 from tests.conftest import ElectorFactory
 
 
@@ -28,7 +28,7 @@ def fail_once(monkeypatch: pytest.MonkeyPatch, owner: Any, attr: str) -> list[in
 
 @pytest.mark.parametrize(
     ("owner", "attr"),
-    [(Observer, "_sync"), (Session, "_grant"), (election, "campaign")],
+    [(Observer, "_sync"), (Driver, "_execute"), (election, "campaign")],
     ids=["observer", "session", "campaign"],
 )
 def test_unexpected_error_is_logged_and_the_elector_recovers(
