@@ -21,14 +21,25 @@ Callback = Callable[..., Any]
 
 
 class _Job:
-    __slots__ = ("args", "callbacks", "done", "started", "what")
+    __slots__ = ("args", "callbacks", "done", "started", "then", "what")
 
-    def __init__(self, what: str, callbacks: Sequence[Callback], args: tuple[Any, ...]) -> None:
+    def __init__(
+        self, what: str, callbacks: Sequence[Callback], args: tuple[Any, ...], then: Callable[[], None] | None
+    ) -> None:
         self.what = what
         self.callbacks = callbacks
         self.args = args
+        self.then = then
         self.done = threading.Event()
         self.started = False
+
+    def finish(self, name: str) -> None:
+        self.done.set()
+        if self.then is not None:
+            try:
+                self.then()
+            except Exception:
+                log.exception("[%s] after %s", name, self.what)
 
 
 class Dispatcher:
@@ -58,9 +69,15 @@ class Dispatcher:
                 self._thread.start()
 
     def submit(
-        self, what: str, callbacks: Sequence[Callback], *args: Any, latest_only: bool = False
+        self,
+        what: str,
+        callbacks: Sequence[Callback],
+        *args: Any,
+        latest_only: bool = False,
+        then: Callable[[], None] | None = None,
     ) -> threading.Event:
-        """Queue *callbacks* (run one after another with *args*); the Event is set when done.
+        """Queue *callbacks* (run one after another with *args*); the Event is set when done,
+        and then *then()* runs (on the dispatcher; at once if the dispatcher is closed).
 
         *latest_only*: if the job queued last is a *what* that has not begun, it takes these
         callbacks and arguments instead of queuing another (a leader change that waits
@@ -68,20 +85,22 @@ class Dispatcher:
         ahead of it, never after one queued behind it). Brought back to the arguments of the
         last *what* begun (a change and back), it runs nothing.
         """
-        job = _Job(what, list(callbacks), args)
+        job = _Job(what, list(callbacks), args, then)
         with self._lock:
-            if self._closed:
-                log.warning("[%s] %s dropped: the elector is stopped", self.name, what)
-                job.done.set()
-                return job.done
+            closed = self._closed
             last = self._last
-            if latest_only and last is not None and last.what == what and not last.started:
+            if closed:
+                log.warning("[%s] %s dropped: the elector is stopped", self.name, what)
+            elif latest_only and then is None and last is not None and last.what == what and not last.started:
                 # Back to what the last one begun was given (a change and back): no change to report.
                 unchanged = what in self._begun and self._begun[what] == args
                 last.callbacks, last.args = ([] if unchanged else job.callbacks), args
                 return last.done
-            self._queue.put(job)
-            self._last = job
+            else:
+                self._queue.put(job)
+                self._last = job
+        if closed:
+            job.finish(self.name)
         return job.done
 
     def in_dispatcher(self) -> bool:
@@ -120,7 +139,7 @@ class Dispatcher:
                 for callback in callbacks:
                     self._call(job.what, callback, args)
             finally:
-                job.done.set()
+                job.finish(self.name)
 
     def _call(self, what: str, callback: Callback, args: tuple[Any, ...]) -> None:
         started = self._clock()

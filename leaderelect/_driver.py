@@ -17,6 +17,8 @@ the lease's local deadline stays on the safe side.
 
 from __future__ import annotations
 
+import heapq
+import itertools
 import logging
 import queue
 import threading
@@ -38,6 +40,7 @@ from leaderelect.core.messages import (
     Join,
     Joined,
     KeepAlive,
+    ReadQueue,
     Renewed,
     Request,
     Revoke,
@@ -57,33 +60,47 @@ WITHDRAW_LANE = "withdraw"
 
 
 class Lane:
-    """One thread that runs jobs one at a time, in order (started with the first job)."""
+    """One thread that runs jobs one at a time, in order. It starts with the first job and
+    ends after ``IDLE`` seconds without one (an election's lane is busy only while it
+    campaigns: with 500 electors in a process, idle lanes would be 500 idle threads)."""
+
+    IDLE = 30.0
 
     def __init__(self, name: str) -> None:
         self.name = name
         self._jobs: queue.SimpleQueue[Callable[[], None] | None] = queue.SimpleQueue()
+        self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self._closed = False
 
     def submit(self, job: Callable[[], None]) -> None:
-        if self._closed:
-            return
-        if self._thread is None:
-            self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)
-            self._thread.start()
-        self._jobs.put(job)
+        with self._lock:
+            if self._closed:
+                return
+            self._jobs.put(job)
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)
+                self._thread.start()
 
     def close(self, timeout: float) -> None:
         """No new jobs; the one running finishes (every call has a deadline)."""
-        self._closed = True
-        self._jobs.put(None)
-        thread = self._thread
+        with self._lock:
+            self._closed = True
+            thread = self._thread
+            self._jobs.put(None)
         if thread is not None and thread is not threading.current_thread():
             thread.join(timeout)
 
     def _run(self) -> None:
         while True:
-            job = self._jobs.get()
+            try:
+                job = self._jobs.get(timeout=self.IDLE)
+            except queue.Empty:
+                with self._lock:
+                    if self._jobs.empty():  # else a job came just now: take it
+                        self._thread = None
+                        return
+                continue
             if job is None:
                 return
             try:
@@ -119,6 +136,14 @@ class Driver:
         self._lanes: dict[str, Lane] = {}
         self._thread: threading.Thread | None = None
         self._closed = False
+        # inputs the owner asked for while actions were being carried out, fed right after
+        self._later: list[Callable[[float], object]] = []
+        # the owner's own timers: (at, order, step)
+        self._timers: list[tuple[float, int, Callable[[float], object]]] = []
+        self._order = itertools.count()
+        self._carrying_out = 0
+        # when the timer thread wakes next by itself (it is woken early only for an earlier timer)
+        self._sleeps_until = float("-inf")
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -151,24 +176,57 @@ class Driver:
         the actions are carried out.
         """
         with self._lock:
-            now = self._clock()
             try:
-                actions = step(now)
-                if isinstance(actions, list):
-                    for action in actions:
-                        self._carry_out(action)
+                self._feed(step)
             finally:
-                self._settle(now)
+                self._drain()
 
-    def _background(self, step: Callable[[float], object]) -> None:
+    def later(self, step: Callable[[float], object]) -> None:
+        """Feed *step* once the actions being carried out now are (call it from
+        ``on_action``), or at once when called outside the driver."""
+        with self._lock:
+            self._later.append(step)
+            if not self._carrying_out:
+                self._drain()
+
+    def _drain(self) -> None:
+        # Inputs asked for while actions were carried out, in order: never fed in the middle
+        # of carrying out another input's actions.
+        for _ in range(10_000):
+            if not self._later or self._carrying_out:
+                return
+            self._background(self._later.pop(0), nested=True)
+
+    def schedule(self, at: float, step: Callable[[float], object]) -> None:
+        """Feed *step* at clock reading *at* (on the timer thread)."""
+        with self._lock:
+            heapq.heappush(self._timers, (at, next(self._order), step))
+            self._wake_timers(at)
+
+    def _feed(self, step: Callable[[float], object]) -> None:
+        now = self._clock()
+        self._carrying_out += 1
+        try:
+            actions = step(now)
+            if isinstance(actions, list):
+                for action in actions:
+                    self._carry_out(action)
+        finally:
+            try:
+                self._settle(now)
+            finally:
+                self._carrying_out -= 1
+
+    def _background(self, step: Callable[[float], object], *, nested: bool = False) -> None:
         """Feed an input from one of our threads: a bug is logged, and the lease given up
         (its state in the core may be half changed), never a dead thread."""
+        feed = self._feed if nested else self.run
         try:
-            self.run(step)
+            feed(step)
         except Exception:
             log.exception("[%s] the session's core failed; giving its lease up", self._name)
             try:
-                self.run(self._give_up)
+                feed(self._give_up)
             except Exception:
                 log.exception("[%s] giving the lease up failed too", self._name)
 
@@ -187,15 +245,22 @@ class Driver:
                 break
         else:
             log.error("[%s] the core did not settle after %d rounds", self._name, MAX_ROUNDS)
-        self._timers_changed.notify_all()
+        self._wake_timers(self.core.wake_at())
+
+    def _wake_timers(self, at: float | None) -> None:
+        # Only for a timer earlier than the thread's own wake-up: waking it on every input
+        # (each view published to each of hundreds of electors) costs the GIL for nothing.
+        if at is not None and at < self._sleeps_until:
+            self._sleeps_until = float("-inf")
+            self._timers_changed.notify_all()
 
     # -- actions -------------------------------------------------------------------------------
 
     def _carry_out(self, action: Action) -> None:
-        if isinstance(action, Call):
+        if isinstance(action, Call) and not isinstance(action.request, ReadQueue):
             self._lane(action).submit(lambda: self._call(action))
         else:
-            self._on_action(action)
+            self._on_action(action)  # a ReadQueue is the owner's: it follows the queue
 
     def _lane(self, call: Call) -> Lane:
         if isinstance(call.request, (Grant, KeepAlive, Revoke)):
@@ -203,7 +268,7 @@ class Driver:
         elif call.origin == "" and isinstance(call.request, Delete):
             name = WITHDRAW_LANE
         else:
-            name = f"election {call.origin}"
+            name = f"election-{call.origin}" if call.origin else "election"
         lane = self._lanes.get(name)
         if lane is None:
             lane = self._lanes[name] = Lane(f"leaderelect-{name}-{self._name}")
@@ -264,9 +329,18 @@ class Driver:
     def _run(self) -> None:
         with self._lock:
             while not self._closed:
-                wake = self.core.wake_at()
                 now = self._clock()
+                if self._timers and self._timers[0][0] <= now:
+                    _, _, step = heapq.heappop(self._timers)
+                    self._background(step)
+                    continue
+                wake = self.core.wake_at()
                 if wake is not None and wake <= now:
                     self._background(self.core.tick)
                     continue
-                self._timers_changed.wait(MAX_SLEEP if wake is None else min(MAX_SLEEP, wake - now))
+                if self._timers:
+                    wake = self._timers[0][0] if wake is None else min(wake, self._timers[0][0])
+                sleep = MAX_SLEEP if wake is None else min(MAX_SLEEP, wake - now)
+                self._sleeps_until = now + sleep
+                self._timers_changed.wait(sleep)
+                self._sleeps_until = float("-inf")

@@ -1,10 +1,11 @@
 """Follows an election's queue with one watch on its prefix.
 
 The observer keeps the whole queue (key -> candidate) as of a revision, applying the
-watch's events in order; the leader is the lowest create revision. Its own campaign
-reads this view instead of issuing a Range per change: a candidate acts only when its
-immediate predecessor is gone (no herd of requests on a handoff), and etcd delivers the
-deletion to every process once, on the watch that observing needs anyway.
+watch's events in order; the leader is the lowest create revision. Each elector's core
+reads the queue from it (``published()``) instead of issuing a Range per change: a
+candidate acts only when its immediate predecessor is gone (no herd of requests on a
+handoff), and etcd delivers the deletion to every process once, on the watch that
+observing needs anyway.
 
 While the watch is down the view is marked unknown: nobody is shown a stale leader as
 current (sidecars that serve a stale leader during partitions are a known complaint).
@@ -23,7 +24,7 @@ from leaderelect._etcd import EtcdClient, Subscription, pb, prefix_end
 from leaderelect._retry import retrying
 from leaderelect.core.base import reconnect_wait
 from leaderelect.core.follow import QUICK
-from leaderelect.core.queue import Candidate, CandidateQueue, Position, View
+from leaderelect.core.queue import Candidate, CandidateQueue, View
 from leaderelect.election import is_candidate, prefix
 from leaderelect.exceptions import EtcdError, EtcdUnavailableError
 
@@ -63,6 +64,8 @@ class Observer:
         self._deliver = threading.Lock()
         self._view = View()
         self._queue = CandidateQueue()
+        # the last view published and a copy of the queue it shows, for the electors' cores
+        self._published: tuple[View, CandidateQueue] = (self._view, CandidateQueue())
         self._watch: Subscription | None = None
         self._synced: tuple[CandidateQueue, int] = (CandidateQueue(), 0)
         self._established_at: float | None = None
@@ -86,17 +89,11 @@ class Observer:
         with self._lock:
             return self._view
 
-    def position(self, key: str, token: int) -> Position:
+    def published(self) -> tuple[View, CandidateQueue]:
+        """The last view published and the queue it shows, as of one revision: a copy
+        shared by every reader (read it, never change it)."""
         with self._lock:
-            view = self._view
-            return Position(
-                view.revision, view.known, key in self._queue, self._queue.predecessor(token) is not None, token
-            )
-
-    def candidates(self) -> list[Candidate]:
-        """The queue as last observed (may be stale: see ``view.known``)."""
-        with self._lock:
-            return self._queue.ordered()
+            return self._published
 
     def add_listener(self, listener: Listener) -> None:
         """Add *listener*: it gets the current view at once (if known), then each newer one.
@@ -124,6 +121,9 @@ class Observer:
             with self._lock:
                 self._view = View(revision, self._queue.leader, known, observed_at, len(self._queue))
                 view = self._view
+                # One copy per publication, shared by every elector of the election here
+                # (each core follows the queue without a queue of its own to keep).
+                self._published = (view, self._queue.copy() if known else self._published[1])
                 listeners = list(self._listeners)
             for listener in listeners:
                 self._call(listener, view)
@@ -304,11 +304,8 @@ class NoObserver:
 
     view = View()
 
-    def position(self, key: str, token: int) -> Position:
-        return Position(0, False, False, False, token)
-
-    def candidates(self) -> list[Candidate]:
-        return []
+    def published(self) -> tuple[View, CandidateQueue]:
+        return self.view, CandidateQueue()
 
 
 class _Shared:

@@ -34,15 +34,33 @@ from __future__ import annotations
 import logging
 import math
 import os
-import queue
 import threading
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any, Callable, TypeVar
 
 from leaderelect import _clock, _config, _observer, election, settings
-from leaderelect._campaign import Campaign, Host, LeaseChanged, Message, Resign, Stop, ViewChanged
 from leaderelect._dispatch import Dispatcher
 from leaderelect._observer import NoObserver, Observer
+from leaderelect.core.base import Config
+from leaderelect.core.messages import (
+    Action,
+    Call,
+    CloseWatch,
+    Deliver,
+    Demoted,
+    Elected,
+    Entry,
+    Failed,
+    Failure,
+    Finished,
+    LeaderChanged,
+    OpenWatch,
+    ResignDone,
+    Snapshot,
+    WatchCreated,
+    WatchEnded,
+    WatchState,
+)
 from leaderelect.core.queue import View
 from leaderelect.exceptions import ConfigurationError, ElectorStateError, NotLeaderError
 from leaderelect.session import Membership, Session
@@ -115,13 +133,18 @@ class LeaderElector:
         else:
             self._session = Session(name=self.name, **options)
             self._owns_session = True
-        self._membership = Membership(self._session)
         self.ttl = self._session.ttl
         self.demote_timeout = (
             float(self.ttl)
             if demote_timeout is None
             else _config.check_number("demote_timeout", demote_timeout, allow_zero=True)
         )
+        self._membership = Membership(self._session)
+        config = Config(
+            self.name, self._value, self.ttl, self._session.guard, self._session.call_timeout, self.demote_timeout
+        )
+        if self._owns_session:
+            self._membership.own(config)  # the session's lease is this election's alone
         self._clock = _clock.clock
         self._pid = os.getpid()
         self._lock = threading.Lock()
@@ -130,9 +153,14 @@ class LeaderElector:
         self._term: Term | None = None
         self._callbacks: dict[str, list[Callable[..., Any]]] = {"elected": [], "demoted": [], "leader_changed": []}
         self._dispatcher = Dispatcher(self.name, slow_after=self.ttl / 3, clock=self._clock)
-        self._inbox: queue.Queue[Message] = queue.Queue()
-        self._stop_event = threading.Event()
-        self._stop_reason: DemotionReason | None = None  # why a leader's term ends on stop
+        self._finished = threading.Event()  # set once everything of the elector is released
+        self._finishing = False
+        self._finisher: threading.Thread | None = None
+        # (guarded by the session's driver) the core's watch of the queue, and its read of
+        # the queue that waits for the observer; the resign() calls waiting for their answer
+        self._watch: int | None = None
+        self._read: Call | None = None
+        self._resigns: dict[int, tuple[threading.Event, list[bool]]] = {}
         self._stats_hooks: list[Callable[[str, float], None]] = []
         self._reconnect_wrappers: dict[int, Callable[[Any], None]] = {}
         self._hooks_lock = threading.Lock()  # attach and detach stats hooks one at a time
@@ -141,31 +169,12 @@ class LeaderElector:
         # way to notice a silent stream, so it runs often.
         self._probe_interval = 30.0 if self._session.settings.keepalive_time else min(5.0, max(1.0, self.ttl / 2))
         self._observer: Observer | NoObserver = NoObserver()
-        self._shown_leader: tuple[str, int, bytes] | None = None
-        self._view_known = False
-        self._campaign = Campaign(
-            Host(
-                name=self.name,
-                value=lambda: self._value,
-                membership=self._membership,
-                owns_session=self._owns_session,
-                clock=self._clock,
-                inbox=self._inbox,
-                stop_event=self._stop_event,
-                stop_reason=lambda: self._stop_reason,
-                demote_timeout=lambda: self.demote_timeout,
-                position=lambda key, token: self._observer.position(key, token),
-                has_term=lambda: self._term is not None,
-                begin_term=self._begin_term,
-                end_term=self._end_term,
-                finish=self._finish,
-            )
-        )
         #: terms won and demotions by reason, for status() and metrics
         self.elections = 0
         self.demotions: dict[str, int] = {}
-        # Last: a session's close() may stop this elector from here on.
-        self._membership.claim(self.name, self._stop_for_session)
+        # Last: a session's close() may stop this elector from here on. The core decides
+        # (core.elector.ElectionCore); the session's driver carries its actions out.
+        self._core = self._membership.join(config, self._stop_for_session, self._on_action)
 
     @classmethod
     def from_etcd3_client(
@@ -217,17 +226,16 @@ class LeaderElector:
     def leader_changed(self, leader: Leader | None) -> None:
         """Subclass hook: the observed leader changed."""
 
-    def _fire(self, kind: str, *args: Any) -> threading.Event:
+    def _fire(self, kind: str, *args: Any, then: Callable[[], None] | None = None) -> None:
+        """Queue the callbacks of *kind*; *then()* runs on the dispatcher once they returned."""
         with self._lock:
             callbacks = list(self._callbacks[kind])
         if getattr(type(self), kind) is not getattr(LeaderElector, kind):
             callbacks.insert(0, getattr(self, kind))  # the subclass hook runs first
-        if not callbacks:  # nothing to run: do not wake the dispatcher (500 electors in a process)
-            done = threading.Event()
-            done.set()
-            return done
+        if not callbacks and then is None:  # do not wake the dispatcher (500 electors in a process)
+            return
         # A leader change still waiting to run is updated, not queued again (see on_leader_changed).
-        return self._dispatcher.submit(f"on_{kind}", callbacks, *args, latest_only=kind == "leader_changed")
+        self._dispatcher.submit(f"on_{kind}", callbacks, *args, latest_only=kind == "leader_changed", then=then)
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -267,7 +275,6 @@ class LeaderElector:
             self._state = _RUNNING
         try:
             self._dispatcher.start()
-            self._membership.subscribe(self._on_lease)
             self._session.start()
             with self._hooks_lock:
                 for hook in self._stats_hooks:
@@ -276,11 +283,14 @@ class LeaderElector:
             self._observer = _observer.acquire(
                 self._session.client, self.name, self._on_view, probe_interval=self._probe_interval, clock=self._clock
             )
-            self._campaign.start()
+            self._membership.run(self._core.start)
         except BaseException:
             log.warning("[%s] start() failed; releasing what it took", self.name)
-            self._stop_event.set()
-            self._finish()
+            self._finishing = True  # finished here, not on a thread of its own
+            try:
+                self._membership.run(lambda now: self._core.stop(now))
+            finally:
+                self._finish()
             raise
         return self
 
@@ -308,21 +318,19 @@ class LeaderElector:
                 self._state = _STOPPED
                 self._changed.notify_all()
             else:
-                self._state = _STOPPING
-                if self._stop_reason is None:
-                    self._stop_reason = reason
+                self._state = _STOPPING  # the core keeps the first reason
         if state == _NEW:
+            self._finishing = True  # nothing to finish on a thread of its own
             self._release_session()
         if state in (_NEW, _STOPPED):
             return _no_wait
-        self._stop_event.set()
-        self._inbox.put(Stop())
-        if self._dispatcher.in_dispatcher() or self._campaign.is_current_thread():
+        self._membership.run(lambda now: self._core.stop(now, reason))
+        if self._dispatcher.in_dispatcher() or threading.current_thread() is self._finisher:
             return _no_wait
 
         def wait(timeout: float | None) -> None:
             bound = timeout if timeout is not None else self.demote_timeout + 4 * self._session.call_timeout + 2
-            if not self._campaign.join(bound):
+            if not self._finished.wait(bound):
                 log.warning("[%s] stop() did not finish within %.1f s", self.name, bound)
 
         return wait
@@ -334,8 +342,8 @@ class LeaderElector:
         self.stop()
 
     def _finish(self) -> None:
-        """Runs on the campaign thread when it ends (or in a failed start()): release
-        everything this elector holds."""
+        """Runs once the core finished (on a thread of its own), or in a failed start():
+        release everything this elector holds."""
         observer, self._observer = self._observer, NoObserver()
         if isinstance(observer, Observer):
             _observer.release(self._session.client, observer, self._on_view, self._session.call_timeout + 1)
@@ -349,10 +357,10 @@ class LeaderElector:
         with self._lock:
             self._state = _STOPPED
             self._changed.notify_all()
+        self._finished.set()
 
     def _release_session(self) -> None:
-        self._membership.unsubscribe(self._on_lease)
-        self._membership.release(self.name)
+        self._membership.release(self.name, self._core)
         if self._owns_session:
             self._session.close()
 
@@ -530,6 +538,7 @@ class LeaderElector:
         if not election.proclaim(self._session.client, term.key.encode(), term.token, raw, term.lease_id):
             return False
         self._value = raw
+        self._membership.run(lambda now: self._core.set_value(raw))  # what later terms join with
         return True
 
     def fenced_txn(
@@ -573,11 +582,18 @@ class LeaderElector:
         with self._lock:
             if self._state != _RUNNING:
                 raise ElectorStateError(f"elector {self.name!r} is not running (state: {self._state})")
+            leading = self._term is not None
         done = threading.Event()
         result: list[bool] = []
-        self._inbox.put(Resign(cooldown, done, result))
+
+        def resign(now: float) -> list[Action]:
+            request, actions = self._core.resign(now, cooldown)
+            self._resigns[request] = (done, result)  # before its ResignDone is carried out
+            return actions
+
+        self._membership.run(resign)
         if self._dispatcher.in_dispatcher():
-            return self._term is not None
+            return leading
         done.wait(timeout if timeout is not None else self.demote_timeout + 4 * self._session.call_timeout + 2)
         return bool(result and result[0])
 
@@ -586,43 +602,130 @@ class LeaderElector:
         self._check_pid()
         return election.participants(self._session.client, self.name)[0]
 
-    # -- events from the session and the observer (their threads; never block) ---------------
+    # -- the core's actions (under the session's driver; never block, never feed the core) --------
 
-    def _on_lease(self, kind: str, lease: Any) -> None:
-        self._inbox.put(LeaseChanged(kind, lease))
+    def _on_action(self, action: Action) -> None:
+        if isinstance(action, Deliver):
+            self._deliver(action)
+        elif isinstance(action, Call):  # a read of the queue: the observer answers it
+            self._read_queue(action)
+        elif isinstance(action, OpenWatch):
+            self._watch = action.watch_id
+            self._membership.later(self._follow)
+        elif isinstance(action, CloseWatch):
+            if self._watch == action.watch_id:
+                self._watch = None
+        elif isinstance(action, ResignDone):
+            done, result = self._resigns.pop(action.request, (None, []))
+            if done is not None:
+                result.append(action.stepped_down)
+                done.set()
+        elif isinstance(action, Finished) and not self._finishing:
+            # Released on a thread of its own: a callback that hangs must not keep the
+            # lease (and the key) alive, and a session's close() waits for this.
+            self._finishing = True
+            self._finisher = threading.Thread(target=self._finish, name=f"leaderelect-finish-{self.name}", daemon=True)
+            self._finisher.start()
 
-    def _on_view(self, view: View) -> None:
-        leader = view.leader if view.known else None
-        shown = (leader.key, leader.token, leader.raw_value) if leader else None
-        with self._lock:
-            changed, self._shown_leader = shown != self._shown_leader, shown
-            known_changed, self._view_known = view.known != self._view_known, view.known
-        if changed:
+    def _deliver(self, action: Deliver) -> None:
+        callback = action.callback
+        if isinstance(callback, Elected):
+            info = callback.term
+            term = Term(
+                self.name,
+                info.key,
+                info.token,
+                info.lease_id,
+                info.value.decode("utf-8", "replace"),
+                info.elected_at,
+                self._membership.lease(info.lease_id),
+            )
+            with self._changed:  # is_leader reads it from here on, before on_elected runs
+                self._term = term
+                self.elections += 1
+                self._changed.notify_all()
+            log.info("[%s] elected, token %d, key %s", self.name, term.token, term.key)
+            self._fire("elected", term)
+        elif isinstance(callback, Demoted):
+            with self._changed:
+                ended, self._term = self._term, None
+                if ended is not None:
+                    mark_ended(ended)
+                reason = callback.reason
+                self.demotions[reason.value] = self.demotions.get(reason.value, 0) + 1
+                self._changed.notify_all()
+            if ended is None:  # cannot be: the core delivers Demoted only after Elected
+                log.error("[%s] a demotion without a term", self.name)
+                return
+            log.info("[%s] demoted (%s), token %d", self.name, reason, ended.token)
+            seq = action.seq
+            # The core hands over (deletes the key) once on_demoted returned.
+            self._fire(
+                "demoted",
+                ended,
+                reason,
+                then=lambda: self._membership.later(lambda now: self._core.callback_done(now, seq)),
+            )
+        elif isinstance(callback, LeaderChanged):
+            leader = callback.leader
             log.info("[%s] leader changed: %s", self.name, leader if leader else "none or unknown")
             self._fire("leader_changed", leader)
-        if known_changed or self._campaign.cares(view):
-            self._inbox.put(ViewChanged())
 
-    # -- used by the campaign thread -----------------------------------------------------------
+    # -- following the queue: the process's one observer feeds the core -------------------------
 
-    def _begin_term(self, term: Term) -> None:
-        with self._changed:
-            self._term = term
-            self.elections += 1
-            self._changed.notify_all()
-        log.info("[%s] elected, token %d, key %s", self.name, term.token, term.key)
-        self._fire("elected", term)
+    def _read_queue(self, call: Call) -> None:
+        """The core reads the queue: from the observer's latest publication once it is
+        known (at once if it is); while it is not, a core that still shows a known view is
+        told at once (its view turns unknown now), else the read waits (to its deadline)."""
+        view, _ = self._observer.published()
+        if view.known or self._core.view.known:
+            self._membership.later(lambda now: self._answer_read(now, call))
+        else:
+            self._read = call
+            self._membership.schedule(self._clock() + call.timeout, lambda now: self._read_timed_out(now, call))
 
-    def _end_term(self, reason: DemotionReason) -> threading.Event | None:
-        with self._changed:
-            term, self._term = self._term, None
-            if term is None:
-                return None
-            mark_ended(term)
-            self.demotions[reason.value] = self.demotions.get(reason.value, 0) + 1
-            self._changed.notify_all()
-        log.info("[%s] demoted (%s), token %d", self.name, reason, term.token)
-        return self._fire("demoted", term, reason)
+    def _answer_read(self, now: float, call: Call) -> list[Action]:
+        if self._read is call:
+            self._read = None
+        view, queue = self._observer.published()
+        if not view.known:
+            return self._core.answer(now, call.call_id, Failed(Failure.UNAVAILABLE, "the observer resyncs"))
+        entries = tuple(Entry(c.key, c.raw_value, c.token, c.mod_revision, c.lease_id) for c in queue.ordered())
+        return self._core.answer(now, call.call_id, Snapshot(view.revision, entries))
+
+    def _read_timed_out(self, now: float, call: Call) -> list[Action]:
+        if self._read is not call:
+            return []
+        self._read = None
+        return self._core.answer(now, call.call_id, Failed(Failure.TIMEOUT, "the observer did not resync in time"))
+
+    def _follow(self, now: float) -> list[Action]:
+        """The core's watch opened: confirm it, with the queue as the observer has it now."""
+        watch = self._watch
+        if watch is None:
+            return []
+        view, queue = self._observer.published()
+        actions = self._core.watch(now, watch, WatchCreated())
+        if view.known:
+            actions += self._core.watch(now, watch, WatchState(view.revision, queue))
+        return actions
+
+    def _on_view(self, view: View) -> None:
+        """A publication of the observer (on its thread; never blocks for long)."""
+
+        def feed(now: float) -> list[Action]:
+            if self._read is not None and view.known:
+                return self._answer_read(now, self._read)
+            watch = self._watch
+            if watch is None:
+                return []
+            published, queue = self._observer.published()  # this publication's (or, once stopped, none)
+            if not published.known:
+                self._watch = None
+                return self._core.watch(now, watch, WatchEnded("the observer resyncs"))
+            return self._core.watch(now, watch, WatchState(published.revision, queue))
+
+        self._membership.run(feed)
 
 
 def _no_wait(timeout: float | None = None) -> None:

@@ -25,8 +25,9 @@ from leaderelect import _clock, _config
 from leaderelect._driver import Driver
 from leaderelect._etcd import EtcdClient
 from leaderelect.core.base import Config
+from leaderelect.core.elector import ElectionCore
 from leaderelect.core.lease import LeaseEnd, LeaseState
-from leaderelect.core.messages import Action, DemotionReason, Finished, WatchMessage
+from leaderelect.core.messages import Action, Finished
 from leaderelect.core.session import SessionCore
 from leaderelect.exceptions import ConfigurationError, ElectorStateError
 from leaderelect.settings import SessionOptions, Settings
@@ -37,14 +38,14 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 Clock = Callable[[], float]
-Listener = Callable[[str, "Lease"], None]
 #: ``hook(event, seconds)``: "keepalive" with the renewal's round trip (for metrics)
 StatsHook = Callable[[str, float], None]
 #: asks an elector to stop; returns a function that waits until it has
 Stopper = Callable[[], Callable[[], None]]
 
-LEASE_GRANTED = "lease granted"
-LEASE_LOST = "lease lost"
+#: ends of a lease that are no cause for a warning: a term over by stop() or resign() hands
+#: its lease in, and close() revokes it
+_EXPECTED = frozenset({LeaseEnd.TERM_ENDED, LeaseEnd.CLOSED})
 
 
 class Lease:
@@ -115,43 +116,6 @@ class Lease:
         return f"Lease(id={self.id:x}, ttl={self.ttl}, remaining={self.remaining():.3f})"
 
 
-class _Member:
-    """A threaded elector's place on the session's core (``core.session.Member``): the core
-    says when its key may join (``may_join``) and when a predecessor's delete in flight ended."""
-
-    def __init__(self, name: str, core: SessionCore) -> None:
-        self._name = name
-        self._core = core
-        #: set when a predecessor's delete that held this election's join was answered
-        self.withdrawal_ended = threading.Event()
-
-    @property
-    def name(self) -> str:
-        return self._name
-
-    def lease_granted(self, now: float, lease: LeaseState) -> None:
-        """The session tells its listeners (``Session._publish_lease``)."""
-
-    def lease_lost(self, now: float, lease: LeaseState) -> None:
-        """The session tells its listeners (``Session._publish_lease``)."""
-
-    def watch_message(self, now: float, watch_id: int, message: WatchMessage) -> None:
-        """Not watched through the core."""
-
-    def delivered(self, now: float, seq: int) -> None:
-        """No callbacks through the core."""
-
-    def settle(self, now: float) -> None:
-        """Nothing to finish."""
-
-    def withdrawal_done(self, now: float) -> None:
-        self.withdrawal_ended.set()
-
-    def stop_for(self, now: float, reason: DemotionReason) -> None:
-        # Session.close() stopped the elector (and waited for it) before closing the core.
-        self._core.detach(self)
-
-
 class Session:
     """One connection to etcd and a lease kept alive for the elections that share it.
 
@@ -205,32 +169,37 @@ class Session:
         )
         self._pid = os.getpid()
         self._lock = threading.Lock()
-        # The lease and the withdrawals are decided by the core (core.session) and carried
-        # out by the driver's threads; the session publishes each lease as a Lease.
+        # Everything is decided by the core (core.session: the lease, the withdrawals; and
+        # core.elector for each election on it) and carried out by the driver's threads;
+        # the session publishes each lease as a Lease.
+        self._rng = random.Random()
         self._core = SessionCore(
-            Config(name, b"", self.ttl, self.guard, self.call_timeout, 0.0), random.Random(), shared=True
+            Config(name, b"", self.ttl, self.guard, self.call_timeout, 0.0), self._rng, shared=True
         )
-        self._driver = Driver(
+        self._driver = self._make_driver()
+        self._lease: Lease | None = None
+        # the core's leases not yet lost, and what user code sees of each
+        self._leases: dict[int, tuple[LeaseState, Lease]] = {}
+        self._current: LeaseState | None = None
+        self._stats_hooks: list[StatsHook] = []
+        self._names: dict[str, Stopper] = {}
+        # where each election's actions go, by origin ("" on a session of one election's own)
+        self._handlers: dict[str, Callable[[Action], None]] = {}
+        self._finished = threading.Event()
+        self._started = False
+        self._closed = False
+        self._closing = False
+
+    def _make_driver(self) -> Driver:
+        return Driver(
             self._core,
             self.client,
-            name=name,
+            name=self.name,
             clock=self._clock,
             on_action=self._on_action,
             after_input=self._publish_lease,
             on_renewed=self._renewed,
         )
-        self._lease: Lease | None = None
-        # the core's leases not yet lost, and what user code sees of each
-        self._leases: dict[int, tuple[LeaseState, Lease]] = {}
-        self._current: LeaseState | None = None
-        self._listeners: list[Listener] = []
-        self._stats_hooks: list[StatsHook] = []
-        self._names: dict[str, Stopper] = {}
-        self._members: dict[str, _Member] = {}
-        self._finished = threading.Event()
-        self._started = False
-        self._closed = False
-        self._closing = False
 
     # -- lifecycle ----------------------------------------------------------------------
 
@@ -319,10 +288,22 @@ class Session:
         """Leases granted so far (for status and tests)."""
         return self._core.lease_keeper.granted
 
-    def _claim(self, name: str, stopper: Stopper) -> None:
-        """Reserve election *name* for one elector: two electors of one name on one lease
-        would share one key, and both would take it for their own term. ``close()`` calls
-        *stopper* while the name is claimed."""
+    def _own(self, config: Config) -> None:
+        """Make this (not yet started) session one election's own: its lease ends with that
+        election (revoked on stop; no key is left to withdraw)."""
+        with self._lock:
+            if self._started or self._names:
+                raise ElectorStateError(f"session {self.name!r} is in use")
+            self._core = SessionCore(config, self._rng, shared=False)
+            self._driver = self._make_driver()
+
+    def _join(self, config: Config, stopper: Stopper, on_action: Callable[[Action], None]) -> ElectionCore:
+        """A new election on this session: reserve its name (two electors of one name on one
+        lease would share one key, and both would take it for their own term), and make its
+        core. ``close()`` calls *stopper* while the name is reserved; the election's actions
+        go to *on_action* (under the driver's lock)."""
+        name = config.name
+        origin = name if self._core.shared else ""
         with self._lock:
             if self._closed or self._closing:
                 raise ElectorStateError(f"session {self.name!r} is closed")
@@ -332,52 +313,28 @@ class Session:
                     "candidates of one election need sessions (leases) of their own"
                 )
             self._names[name] = stopper
-            member = self._members[name] = _Member(name, self._core)
-        self._driver.run(lambda now: self._core.attach(member))
+            self._handlers[origin] = on_action
+        made: list[ElectionCore] = []
+        try:
+            self._driver.run(lambda now: made.append(ElectionCore(config, self._rng, session=self._core)))
+        except BaseException:
+            with self._lock:
+                self._names.pop(name, None)
+                self._handlers.pop(origin, None)
+            raise
+        return made[0]
 
-    def _release(self, name: str) -> None:
-        """Free election *name* (its elector stopped)."""
+    def _release(self, name: str, core: ElectionCore) -> None:
+        """Free election *name*: its elector stopped (a core that never started stops now)."""
+        self._driver.run(lambda now: None if core.finished else core.stop(now))
         with self._lock:
             self._names.pop(name, None)
-            member = self._members.pop(name, None)
-        if member is not None:
-            self._driver.run(lambda now: self._core.detach(member))
+            self._handlers.pop(name if self._core.shared else "", None)
 
-    def _withdraw(self, name: str, key: bytes, token: int | None, lease: Lease) -> None:
-        """Delete *key* (election *name*'s candidate key, created at revision *token* if
-        known), retrying until it is gone or *lease* ends (``core.session``); returns once
-        the first try is over (bounded by ``call_timeout``)."""
-        tried = threading.Event()
-
-        def withdraw(now: float) -> None:
-            entry = self._leases.get(lease.id)
-            if entry is None:
-                tried.set()  # lost: the key goes with the lease
-            else:
-                self._core.withdraw(now, name, key.decode(), token, entry[0], lambda _: tried.set())
-
-        self._driver.run(withdraw)
-        tried.wait(self.call_timeout + 1)
-
-    def _may_join(self, name: str) -> None:
-        """An elector of *name* is about to join (it may adopt a predecessor's key): its
-        pending delete is dropped now; one in flight is waited for (bounded)."""
-        member = self._members.get(name)
-        if member is None:
-            return
-        allowed: list[bool] = []
-
-        def ask(now: float) -> None:
-            member.withdrawal_ended.clear()
-            allowed.append(self._core.may_join(name))
-
-        deadline = self._clock() + self.call_timeout + 1
-        for _ in range(100):  # each round waits for an answer or the deadline
-            self._driver.run(ask)
-            left = deadline - self._clock()
-            if allowed[-1] or left <= 0:
-                return
-            member.withdrawal_ended.wait(left)
+    def _lease_of(self, lease_id: int) -> Lease:
+        """What user code sees of lease *lease_id* (a lost one reads as over)."""
+        entry = self._leases.get(lease_id)
+        return entry[1] if entry is not None else Lease(lease_id, 0, float("-inf"), self._clock)
 
     def remove_stats_hook(self, hook: StatsHook) -> None:
         """Stop calling *hook* (added with add_stats_hook)."""
@@ -385,43 +342,13 @@ class Session:
             if hook in self._stats_hooks:
                 self._stats_hooks.remove(hook)
 
-    def _subscribe(self, listener: Listener) -> None:
-        """*listener(kind, lease)* is called on the session's threads; it must not block."""
-        with self._lock:
-            self._listeners.append(listener)
-
     def add_stats_hook(self, hook: StatsHook) -> None:
         """*hook(event, seconds)* is called on the session's renewal thread after each
         renewal; it must be quick and must not raise (metrics counters are)."""
         with self._lock:
             self._stats_hooks.append(hook)
 
-    def _unsubscribe(self, listener: Listener) -> None:
-        """Stop calling *listener* (added with subscribe)."""
-        with self._lock:
-            if listener in self._listeners:
-                self._listeners.remove(listener)
-
-    def _abandon(self, lease: Lease, reason: LeaseEnd) -> None:
-        """Give *lease* up for good (its term is over); a new lease follows."""
-        if lease.lose(reason):
-            log.info("[%s] lease %x abandoned: %s", self.name, lease.id, reason)
-            self._notify(LEASE_LOST, lease)
-
-        def lose(now: float) -> None:
-            entry = self._leases.get(lease.id)
-            if entry is not None:
-                self._core.lease_keeper.lose(now, entry[0], reason)
-
-        self._driver.run(lose)
-
     # -- from the driver (under its lock) ----------------------------------------------------
-
-    def _notify(self, kind: str, lease: Lease) -> None:
-        with self._lock:
-            listeners = list(self._listeners)
-        for listener in listeners:
-            listener(kind, lease)
 
     def _publish_lease(self, now: float) -> None:
         """Show the core's lease to user code: a new lease, a renewal, a loss.
@@ -436,13 +363,17 @@ class Session:
             self._leases[state.id] = (state, lease)
             self._lease = lease
             log.debug("[%s] lease %x granted, ttl %d s", self.name, state.id, state.ttl)
-            self._notify(LEASE_GRANTED, lease)
         for lease_id, (state, lease) in list(self._leases.items()):
             if state.lost is not None:
                 del self._leases[lease_id]
                 if lease.lose(state.lost):
-                    log.warning("[%s] lease %x lost: %s", self.name, lease_id, state.lost)
-                    self._notify(LEASE_LOST, lease)
+                    log.log(
+                        logging.INFO if state.lost in _EXPECTED else logging.WARNING,
+                        "[%s] lease %x given up: %s",
+                        self.name,
+                        lease_id,
+                        state.lost,
+                    )
             elif state.valid_until > lease.valid_until:
                 lease.extend(state.valid_until, sent_at=state.renewed_at)
                 if lease.valid_until < state.valid_until:  # its deadline passed meanwhile
@@ -458,44 +389,48 @@ class Session:
                 log.exception("[%s] stats hook failed", self.name)
 
     def _on_action(self, action: Action) -> None:
-        if isinstance(action, Finished) and action.origin == "":
-            self._finished.set()
+        if isinstance(action, Finished) and action.origin == "" and self._core.closing:
+            self._finished.set()  # close() is done
+            return
+        handler = self._handlers.get(action.origin)
+        if handler is not None:
+            handler(action)
 
 
 class Membership:
-    """Internal: what an elector (and its campaign thread) does on its session; not for
-    user code. One per elector; the session keeps the state."""
+    """Internal: what an elector does on its session; not for user code. One per elector;
+    the session keeps the state."""
 
     def __init__(self, session: Session) -> None:
         self.session = session
 
-    def claim(self, name: str, stopper: Stopper) -> None:
-        """Reserve election *name* for this elector (ConfigurationError if another has it);
-        ``session.close()`` calls *stopper* while it is claimed."""
-        self.session._claim(name, stopper)
+    def own(self, config: Config) -> None:
+        """The session is this election's alone (made by the elector for itself)."""
+        self.session._own(config)
 
-    def release(self, name: str) -> None:
+    def join(self, config: Config, stopper: Stopper, on_action: Callable[[Action], None]) -> ElectionCore:
+        """Reserve election *config.name* (ConfigurationError if another elector has it) and
+        make its core; ``session.close()`` calls *stopper* while it is reserved. The core's
+        actions go to *on_action*, under the driver's lock: it must not block, and feeds
+        the core only through :meth:`later`."""
+        return self.session._join(config, stopper, on_action)
+
+    def release(self, name: str, core: ElectionCore) -> None:
         """Free election *name*: the elector stopped."""
-        self.session._release(name)
+        self.session._release(name, core)
 
-    def subscribe(self, listener: Listener) -> None:
-        """*listener(kind, lease)* is called on the session's threads (LEASE_GRANTED,
-        LEASE_LOST); it must not block."""
-        self.session._subscribe(listener)
+    def run(self, step: Callable[[float], object]) -> None:
+        """Feed the cores one input, ``step(now)``, and carry out what they ask for."""
+        self.session._driver.run(step)
 
-    def unsubscribe(self, listener: Listener) -> None:
-        self.session._unsubscribe(listener)
+    def later(self, step: Callable[[float], object]) -> None:
+        """Feed *step* once the actions being carried out are (from ``on_action``)."""
+        self.session._driver.later(step)
 
-    def abandon(self, lease: Lease, reason: LeaseEnd) -> None:
-        """Give *lease* up for good (a term on it is over); a new lease follows."""
-        self.session._abandon(lease, reason)
+    def schedule(self, at: float, step: Callable[[float], object]) -> None:
+        """Feed *step* at clock reading *at*."""
+        self.session._driver.schedule(at, step)
 
-    def withdraw(self, name: str, key: bytes, token: int | None, lease: Lease) -> None:
-        """Delete *key* (a stopped elector's candidate key, created at revision *token* if
-        known), retrying until it is gone or *lease* ends; returns once the first try is over."""
-        self.session._withdraw(name, key, token, lease)
-
-    def may_join(self, name: str) -> None:
-        """An elector of *name* is about to join (it may adopt the key): drop a
-        predecessor's pending delete, after one in flight."""
-        self.session._may_join(name)
+    def lease(self, lease_id: int) -> Lease:
+        """What user code sees of lease *lease_id* (for a term on it)."""
+        return self.session._lease_of(lease_id)

@@ -125,6 +125,11 @@ class ElectionCore:
     def name(self) -> str:
         return self.settings.name
 
+    def set_value(self, value: bytes) -> None:
+        """What the candidate shows from its next join on (``proclaim()`` changed it)."""
+        self.settings = self.settings._replace(value=value)
+        self._ctx.settings = self.settings
+
     # -- inputs ------------------------------------------------------------------------------
 
     def start(self, now: float) -> list[Action]:

@@ -23,6 +23,7 @@ from leaderelect.core.messages import (
     WatchEvents,
     WatchMessage,
     WatchProgress,
+    WatchState,
 )
 from leaderelect.core.queue import Candidate, CandidateQueue, Position, View, is_candidate_key
 
@@ -113,6 +114,9 @@ class Follower:
                     self.queue.put(candidate)
                 revision = max(revision, change.revision)
             self._publish(now, revision, True)
+        elif isinstance(message, WatchState):
+            self.queue = message.queue  # shared: read, never changed (no WatchEvents follow)
+            self._publish(now, max(self.view.revision, message.revision), True)
         elif isinstance(message, WatchProgress):
             self._publish(now, max(self.view.revision, message.revision), True)
         elif isinstance(message, WatchCreated):

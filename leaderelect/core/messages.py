@@ -10,7 +10,7 @@ from __future__ import annotations
 import enum
 from typing import NamedTuple, Union
 
-from leaderelect.core.queue import Candidate, View
+from leaderelect.core.queue import Candidate, CandidateQueue, View
 
 # -- requests ------------------------------------------------------------------------------
 
@@ -144,7 +144,16 @@ class WatchEnded(NamedTuple):
     compact_revision: int = 0
 
 
-WatchMessage = Union[WatchCreated, WatchEvents, WatchProgress, WatchEnded]
+class WatchState(NamedTuple):
+    """The whole queue as of *revision*: what a driver that follows the prefix once for
+    every election of a process sends instead of :class:`WatchEvents` (one copy for all of
+    them: the core reads it and never changes it). A watch sends one kind or the other."""
+
+    revision: int
+    queue: CandidateQueue
+
+
+WatchMessage = Union[WatchCreated, WatchEvents, WatchProgress, WatchEnded, WatchState]
 
 # -- callbacks the core delivers, in order -------------------------------------------------------
 

@@ -68,6 +68,14 @@ class CandidateQueue:
         for candidate in candidates:
             self.put(candidate)
 
+    def copy(self) -> CandidateQueue:
+        """An independent copy (O(n); for a copy that many readers share)."""
+        other = CandidateQueue()
+        other._by_key = dict(self._by_key)
+        other._tokens = list(self._tokens)
+        other._by_token = dict(self._by_token)
+        return other
+
     def put(self, candidate: Candidate) -> None:
         old = self._by_key.get(candidate.key)
         if old is not None and old.token != candidate.token:

@@ -140,3 +140,26 @@ def test_a_term_never_resumes_and_the_mutation_that_resumes_it_is_caught() -> No
         out = core.tick(102.5)  # the deadline passes without a renewal
         renewing_old = [c for c in calls(out, KeepAlive) if c.request == KeepAlive(LEASE)]
         assert bool(renewing_old) is resumed
+
+
+def test_a_pending_withdrawal_survives_a_new_election_that_stops_before_it_joins() -> None:
+    """On a shared session a stopped election's key is withdrawn for sure. A new election
+    of the name drops that withdrawal only as it joins (it adopts the key): stopped before
+    it joined, it must leave the withdrawal to go on, or the key stays queued on the
+    session's live lease (the threaded campaign once dropped it as its thread began)."""
+    from leaderelect.core.session import SessionCore
+
+    session = SessionCore(SETTINGS, random.Random(1))
+    first = ElectionCore(SETTINGS, random.Random(1), session=session)
+    (grant,) = calls(first.start(100.0), Grant)
+    (join,) = calls(session.answer(100.0, grant.call_id, Granted(LEASE, 3)), Join)
+    session.answer(100.0, join.call_id, Joined(5))
+    (delete,) = calls(first.stop(100.1), Delete)
+    out = session.answer(100.2, delete.call_id, Failed(Failure.UNAVAILABLE))  # retried in 0.25 s
+    assert Finished("jobs") in out and session.pending_withdrawals() == 1
+    second = ElectionCore(SETTINGS, random.Random(1), session=session)
+    (retry,) = calls(session.tick(100.5), Delete)  # the second try is in flight ...
+    assert not calls(second.start(100.5), Join)  # ... so the new election waits to join
+    assert Finished("jobs") in second.stop(100.6)  # and stops before it joined
+    session.answer(100.7, retry.call_id, True)
+    assert session.withdrawn == 1 and session.pending_withdrawals() == 0

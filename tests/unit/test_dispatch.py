@@ -159,3 +159,22 @@ def test_a_leader_change_and_back_while_the_first_call_runs_is_not_reported_agai
     twice in a row: no change at all, reported as one."""
     assert _while_a_first_change_runs("b", "a") == ["a"]
     assert _while_a_first_change_runs("b", "a", "c") == ["a", "c"]
+
+
+def test_then_runs_after_the_callbacks_even_when_one_raises_and_at_once_once_closed() -> None:
+    """``then`` is how the core learns that on_demoted returned (the key is handed over
+    only after): it must run after the callbacks, after a raising one too, and never be lost
+    to a closed dispatcher."""
+    seen: list[str] = []
+
+    def boom() -> None:
+        seen.append("callback")
+        raise RuntimeError("boom")
+
+    d = Dispatcher("t", slow_after=1.0)
+    d.start()
+    d.submit("on_demoted", [boom], then=lambda: seen.append(f"then on {threading.current_thread().name}"))
+    assert d.close(5)
+    assert seen == ["callback", "then on leaderelect-callbacks-t"]
+    d.submit("on_demoted", [boom], then=lambda: seen.append("then, closed"))
+    assert seen[-1] == "then, closed"  # the callbacks were dropped, not the hand-over

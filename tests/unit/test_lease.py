@@ -64,20 +64,24 @@ def test_extend_records_when_the_renewal_was_sent() -> None:
 
 
 def test_why_a_term_ended_puts_the_deadline_first() -> None:
-    from leaderelect._campaign import _why_ended
+    from leaderelect.core.elector import why_ended
     from leaderelect.term import DemotionReason
 
     clock = FakeClock()
     lease = Lease(1, 2, 101.5, clock)
-    assert _why_ended(lease, DemotionReason.KEY_DELETED) == DemotionReason.KEY_DELETED
+
+    def why(lease: Lease, otherwise: DemotionReason) -> DemotionReason:
+        return why_ended(lease.remaining(), lease.lost_reason, otherwise)
+
+    assert why(lease, DemotionReason.KEY_DELETED) == DemotionReason.KEY_DELETED
     clock.now = 101.6  # resumed after a pause: the deletion seen now was caused by our deadline
-    assert _why_ended(lease, DemotionReason.KEY_DELETED) == DemotionReason.DEADLINE_PASSED
+    assert why(lease, DemotionReason.KEY_DELETED) == DemotionReason.DEADLINE_PASSED
     revoked = Lease(2, 2, 101.5, FakeClock())
     revoked.lose(LeaseEnd.EXPIRED)
-    assert _why_ended(revoked, DemotionReason.KEY_DELETED) == DemotionReason.LEASE_LOST
+    assert why(revoked, DemotionReason.KEY_DELETED) == DemotionReason.LEASE_LOST
     late = Lease(3, 2, 101.5, FakeClock())
     late.lose(LeaseEnd.DEADLINE)
-    assert _why_ended(late, DemotionReason.LEASE_LOST) == DemotionReason.DEADLINE_PASSED
+    assert why(late, DemotionReason.LEASE_LOST) == DemotionReason.DEADLINE_PASSED
 
 
 def test_a_renewal_answered_after_the_deadline_does_not_bring_the_lease_back() -> None:

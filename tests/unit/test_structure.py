@@ -8,7 +8,7 @@ from pathlib import Path
 ROOT = Path(__file__).parents[2] / "leaderelect"
 
 #: circles allowed (none: the last one, the campaign reading the elector's privates, went
-#: when the campaign got its own interface, ``_campaign.Host``)
+#: when the campaign got its own interface; the campaign's decisions are the core's now)
 KNOWN: set[frozenset[str]] = set()
 
 
