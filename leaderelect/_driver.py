@@ -8,8 +8,8 @@ lock, and the actions that come back are handed on at once without waiting: a ca
 lane, anything else to the owner's ``on_action``.
 
 Calls run on lanes, so that no call waits behind one it must not: the lease lane (grant,
-renewal, revoke: the core has one of them in flight at a time), the withdrawal lane (a
-stopped election's key delete) and a lane per election. A lane is one thread that makes
+renewal, revoke: the core has one of them in flight at a time) and a lane per election
+(join, confirm, delete, and the delete that withdraws its key). A lane is one thread that makes
 its calls one at a time, in order, each with the deadline the core gave it. A renewal is
 timed from when the core asked for it, which is never later than when the lane sent it:
 the lease's local deadline stays on the safe side.
@@ -56,7 +56,6 @@ MAX_SLEEP = 5.0
 MAX_ROUNDS = 8
 
 LEASE_LANE = "lease"
-WITHDRAW_LANE = "withdraw"
 
 
 class Lane:
@@ -74,13 +73,15 @@ class Lane:
         self._closed = False
 
     def submit(self, job: Callable[[], None]) -> None:
+        """Run *job* in turn (raises if no thread can be started: the job is not taken)."""
         with self._lock:
             if self._closed:
                 return
-            self._jobs.put(job)
             if self._thread is None:
-                self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)
-                self._thread.start()
+                thread = threading.Thread(target=self._run, name=self.name, daemon=True)
+                thread.start()
+                self._thread = thread
+            self._jobs.put(job)
 
     def close(self, timeout: float) -> None:
         """No new jobs; the one running finishes (every call has a deadline)."""
@@ -257,18 +258,28 @@ class Driver:
     # -- actions -------------------------------------------------------------------------------
 
     def _carry_out(self, action: Action) -> None:
-        if isinstance(action, Call) and not isinstance(action.request, ReadQueue):
-            self._lane(action).submit(lambda: self._call(action))
-        else:
-            self._on_action(action)  # a ReadQueue is the owner's: it follows the queue
+        try:
+            if isinstance(action, Call) and not isinstance(action.request, ReadQueue):
+                self._lane(action).submit(lambda: self._call(action))
+            else:
+                self._on_action(action)  # a ReadQueue is the owner's: it follows the queue
+        except Exception as err:  # a bug (or no thread to be had): never a call left unanswered
+            log.exception("[%s] carrying out %s failed", self._name, type(action).__name__)
+            if isinstance(action, Call):
+                failed = Failed(Failure.UNAVAILABLE, repr(err))
+                self.later(lambda now: self.core.answer(now, action.call_id, failed))
 
     def _lane(self, call: Call) -> Lane:
-        if isinstance(call.request, (Grant, KeepAlive, Revoke)):
+        request = call.request
+        if isinstance(request, (Grant, KeepAlive, Revoke)):
             name = LEASE_LANE
-        elif call.origin == "" and isinstance(call.request, Delete):
-            name = WITHDRAW_LANE
+        elif isinstance(request, (Join, Confirm, Delete)):
+            # An election's calls, withdrawals included, go out in the order the core asked
+            # for them: a withdrawal on a lane of its own could overtake the join it undoes,
+            # and the key would be created after its delete, on a lease that lives on.
+            name = "election-" + request.key.rsplit("/", 1)[0]
         else:
-            name = f"election-{call.origin}" if call.origin else "election"
+            name = f"election-{call.origin}"
         lane = self._lanes.get(name)
         if lane is None:
             lane = self._lanes[name] = Lane(f"leaderelect-{name}-{self._name}")

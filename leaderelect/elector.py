@@ -155,6 +155,8 @@ class LeaderElector:
         self._dispatcher = Dispatcher(self.name, slow_after=self.ttl / 3, clock=self._clock)
         self._finished = threading.Event()  # set once everything of the elector is released
         self._finishing = False
+        self._starting = False
+        self._stop_during_start: DemotionReason | None = None
         self._finisher: threading.Thread | None = None
         # (guarded by the session's driver) the core's watch of the queue, and its read of
         # the queue that waits for the observer; the resign() calls waiting for their answer
@@ -273,6 +275,7 @@ class LeaderElector:
             if self._state != _NEW:
                 raise ElectorStateError(f"elector {self.name!r} was already started (state: {self._state})")
             self._state = _RUNNING
+            self._starting = True  # a stop meanwhile waits for the end of start()
         try:
             self._dispatcher.start()
             self._session.start()
@@ -286,12 +289,19 @@ class LeaderElector:
             self._membership.run(self._core.start)
         except BaseException:
             log.warning("[%s] start() failed; releasing what it took", self.name)
+            with self._lock:
+                self._starting = False
             self._finishing = True  # finished here, not on a thread of its own
             try:
                 self._membership.run(lambda now: self._core.stop(now))
             finally:
                 self._finish()
             raise
+        with self._lock:
+            self._starting = False
+            stop, self._stop_during_start = self._stop_during_start, None
+        if stop is not None:  # stop() or the session's close() came while it started
+            self._membership.run(lambda now: self._core.stop(now, stop))
         return self
 
     def stop(self, timeout: float | None = None) -> None:
@@ -314,17 +324,21 @@ class LeaderElector:
         for the end, bounded by its timeout or by the default bound of ``stop()``."""
         with self._lock:
             state = self._state
+            deferred = self._starting
             if state in (_NEW, _STOPPED):
                 self._state = _STOPPED
                 self._changed.notify_all()
             else:
                 self._state = _STOPPING  # the core keeps the first reason
+                if deferred:  # start() stops the core once it has taken everything
+                    self._stop_during_start = self._stop_during_start or reason
         if state == _NEW:
             self._finishing = True  # nothing to finish on a thread of its own
             self._release_session()
         if state in (_NEW, _STOPPED):
             return _no_wait
-        self._membership.run(lambda now: self._core.stop(now, reason))
+        if not deferred:
+            self._membership.run(lambda now: self._core.stop(now, reason))
         if self._dispatcher.in_dispatcher() or threading.current_thread() is self._finisher:
             return _no_wait
 
@@ -462,8 +476,16 @@ class LeaderElector:
     def wait_elected(self, timeout: float | None = None) -> bool:
         """Block until this process leads (True) or *timeout* seconds pass (False)."""
         self._check_pid()
+
+        def leads_or_stopped() -> bool:  # under the lock
+            term = self._term
+            return (term is not None and term.valid_for() > 0) or self._state == _STOPPED
+
+        # A term past its deadline whose end the core has not delivered yet (its timer is a
+        # moment late, or the session's lock is busy) is not leading: wait for the next one,
+        # do not return False at once (a restart of etcd found it that way).
         with self._changed:
-            self._changed.wait_for(lambda: self._term is not None or self._state == _STOPPED, timeout)
+            self._changed.wait_for(leads_or_stopped, timeout)
         return self.is_leader
 
     def status(self) -> dict[str, Any]:

@@ -48,6 +48,11 @@ Stopper = Callable[[], Callable[[], None]]
 _EXPECTED = frozenset({LeaseEnd.TERM_ENDED, LeaseEnd.CLOSED})
 
 
+def _no_stop() -> Callable[[], None]:
+    """The stopper of an elector not made yet: nothing to stop, nothing to wait for."""
+    return lambda: None
+
+
 class Lease:
     """One granted lease and its local deadline (which only moves forward)."""
 
@@ -312,7 +317,14 @@ class Session:
                     f"election {name!r} already has an elector on session {self.name!r}; "
                     "candidates of one election need sessions (leases) of their own"
                 )
-            self._names[name] = stopper
+            if not self._core.shared and self._names:
+                raise ConfigurationError(
+                    f"session {self.name!r} is the own session of the elector of {next(iter(self._names))!r}; "
+                    "to share a lease between elections, make a Session and pass it to each elector"
+                )
+            # Reserved, but not stopped by close() until its core exists (close() stops
+            # the cores on the session as it closes it).
+            self._names[name] = _no_stop
             self._handlers[origin] = on_action
         made: list[ElectionCore] = []
         try:
@@ -320,8 +332,12 @@ class Session:
         except BaseException:
             with self._lock:
                 self._names.pop(name, None)
-                self._handlers.pop(origin, None)
+                if self._handlers.get(origin) is on_action:
+                    del self._handlers[origin]
             raise
+        with self._lock:
+            if name in self._names:
+                self._names[name] = stopper
         return made[0]
 
     def _release(self, name: str, core: ElectionCore) -> None:

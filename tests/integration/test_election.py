@@ -460,3 +460,25 @@ def test_sys_exit_in_a_callback_is_contained_and_on_demoted_still_fires(make_ele
     elector.stop()
     assert time.monotonic() - t0 < 5
     assert demoted == [DemotionReason.STOPPED]
+
+
+def test_wait_elected_waits_past_a_term_whose_end_is_not_delivered_yet(make_elector: ElectorFactory) -> None:
+    """wait_elected() returned False at once while the term it found had passed its deadline
+    but the core had not yet ended it (its timer a moment late): after an etcd restart that
+    outlasted the lease, a test saw False instead of the next term. Here the session's lock
+    is held past the deadline (the core can act on nothing), then let go."""
+    elector = make_elector("a").start()
+    assert elector.wait_elected(10)
+    first = elector.term
+    assert first is not None
+    lock = elector.session._driver._lock  # (test only: hold the core still)
+    result: list[bool] = []
+    with lock:
+        time.sleep(max(0.0, first.valid_for()) + 0.1)  # the deadline passed; nothing ended the term
+        assert not elector.is_leader
+        waiter = threading.Thread(target=lambda: result.append(elector.wait_elected(10)))
+        waiter.start()
+        time.sleep(0.2)
+        assert not result, "wait_elected() gave up on the next term"
+    waiter.join(15)
+    assert result == [True] and elector.term is not None and elector.term.token > first.token

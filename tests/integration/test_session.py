@@ -4,6 +4,7 @@ the connection fails, and when one fails to start."""
 from __future__ import annotations
 
 import contextlib
+import threading
 import time
 from collections.abc import Iterator
 from typing import Any, Callable
@@ -210,3 +211,41 @@ def test_a_stats_hook_that_raises_systemexit_does_not_stop_renewals(etcd: EtcdSe
         assert elector.wait_elected(10)
         time.sleep(3)  # longer than the lease: only renewals keep it
         assert elector.is_leader and elector.status()["last_renewal_age"] < 1
+
+
+def test_an_elector_own_session_cannot_be_shared_and_its_elector_keeps_working(
+    etcd: EtcdServer, name: str, no_threads_left: None
+) -> None:
+    """An elector's own session holds one election. Joining it from another elector
+    (through ``elector.session``) raised a bare ValueError about the first election and
+    took the first elector's actions away with it: it could lead without on_elected."""
+    first = LeaderElector(name, endpoints=etcd.endpoint, ttl=2)
+    with pytest.raises(ConfigurationError, match="own session"):
+        LeaderElector(f"{name}-other", session=first.session)
+    elected: list[Term] = []
+    first.on_elected(elected.append)
+    with first:
+        assert first.wait_elected(10)
+        assert wait_until(lambda: len(elected) == 1, 5)
+    assert first.stopped
+
+
+def test_a_stop_while_start_runs_leaves_nothing_running(
+    etcd: EtcdServer, name: str, monkeypatch: pytest.MonkeyPatch, no_threads_left: None
+) -> None:
+    """A stop() (or a session's close()) on another thread while start() was still taking
+    things finished the elector at once; start() then went on to start the observer and
+    attach the hooks, and nothing released them: its threads ran for the life of the process."""
+    elector = LeaderElector(name, endpoints=etcd.endpoint, ttl=2)
+    real_acquire = _observer.acquire
+    stopper = threading.Thread(target=elector.stop)
+
+    def acquire_after_a_stop(*args: Any, **kwargs: Any) -> Any:
+        stopper.start()
+        time.sleep(0.3)  # the stop has been asked for (it waits for start() to end)
+        return real_acquire(*args, **kwargs)
+
+    monkeypatch.setattr(_observer, "acquire", acquire_after_a_stop)
+    elector.start()
+    stopper.join(10)
+    assert not stopper.is_alive() and elector.stopped
