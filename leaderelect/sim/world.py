@@ -15,6 +15,7 @@ from collections import deque
 from typing import Any, Callable
 
 from leaderelect.core import Config, ElectionCore, Mutations, Phase
+from leaderelect.core.follow import candidate_of
 from leaderelect.core.lease import LeaseState
 from leaderelect.core.messages import (
     Action,
@@ -32,12 +33,15 @@ from leaderelect.core.messages import (
     ReadQueue,
     ResignDone,
     Revoke,
+    Snapshot,
     WatchCreated,
     WatchEnded,
     WatchEvents,
     WatchMessage,
     WatchProgress,
+    WatchState,
 )
+from leaderelect.core.queue import CandidateQueue
 from leaderelect.core.session import SessionCore
 from leaderelect.sim.etcd import EXPIRY_CHECK, SimEtcd, SimWatch
 from leaderelect.sim.plan import Fault, Plan
@@ -98,6 +102,12 @@ class Node:
         self.slow_callbacks: list[tuple[float, float]] = []
         self.pending: set[int] = set()
         self.watches: dict[int, SimWatch] = {}
+        #: fed as the threaded driver feeds a core (World(shared_views=True), odd nodes): the
+        #: whole queue in a WatchState per watch message, kept here from the read before it
+        self.shared_view = False
+        self.reads: dict[int, str] = {}  # ReadQueue call id -> prefix
+        self.snapshots: dict[str, CandidateQueue] = {}  # prefix -> the queue of its last read
+        self.queues: dict[int, tuple[str, CandidateQueue]] = {}  # watch id -> (prefix, its queue)
         self.dispatch: deque[Deliver] = deque()
         self.dispatching = False
         self.term: TermRecord | None = None
@@ -163,7 +173,7 @@ class Link:
 
 
 class World:
-    def __init__(self, plan: Plan, mutations: Mutations | None = None) -> None:
+    def __init__(self, plan: Plan, mutations: Mutations | None = None, *, shared_views: bool = True) -> None:
         self.plan = plan
         self.mutations = mutations or Mutations()
         self.rng = random.Random(plan.seed * 7919 + 1)
@@ -181,6 +191,10 @@ class World:
         #: terms a core began although its own view already showed their key deleted (a bug)
         self.blind_terms: list[str] = []
         self.nodes = [Node(self, i) for i in range(plan.nodes)]
+        for node in self.nodes:
+            # The core decides the same on either feed, so a seed's schedule is the same too
+            # (tests/sim checks it): half the nodes take the threaded driver's.
+            node.shared_view = shared_views and node.index % 2 == 1
         self.terms: list[TermRecord] = []
         #: every core that ran, in launch order
         self.cores: list[ElectionCore] = []
@@ -260,6 +274,9 @@ class World:
         node.pending.clear()
         node.watches.clear()
         node.broken.clear()
+        node.reads.clear()
+        node.snapshots.clear()
+        node.queues.clear()
         node.session = Link(node.session.base_delay)  # a new process: new connections
         node.observe = Link(node.observe.base_delay)
         node.dispatch.clear()
@@ -365,6 +382,8 @@ class World:
             # (on a shared session the session's own calls go on: renewals, withdrawals)
             self.after_finish.append(f"node {node.index} sent {call.request} after it finished")
         node.pending.add(call.call_id)
+        if isinstance(call.request, ReadQueue):
+            node.reads[call.call_id] = call.request.prefix
         inc = node.incarnation
         deadline = self.now + call.timeout / node.rate
         self.to_node(deadline, node, inc, self._answer, call.call_id, Failed(Failure.TIMEOUT))
@@ -399,6 +418,10 @@ class World:
         if call_id not in node.pending:
             return  # answered already, or timed out
         node.pending.discard(call_id)
+        prefix = node.reads.pop(call_id, None)
+        if prefix is not None and isinstance(answer, Snapshot):
+            entries = (candidate_of(prefix, entry) for entry in answer.entries)
+            node.snapshots[prefix] = CandidateQueue(c for c in entries if c is not None)
         assert node.core is not None
         if self.trace is not None:
             self.trace(f"{self.now:9.4f} n{node.index} answer {call_id}: {answer}")
@@ -407,6 +430,9 @@ class World:
     # -- watches ---------------------------------------------------------------------------------
 
     def _open_watch(self, node: Node, action: OpenWatch) -> None:
+        if node.shared_view:
+            queue = node.snapshots.get(action.prefix, CandidateQueue()).copy()
+            node.queues[action.watch_id] = (action.prefix, queue)
         inc = node.incarnation
         arrive = node.up(node.observe, self.now)
         if arrive is None:
@@ -476,6 +502,17 @@ class World:
             watch = node.watches.pop(wid, None)
             if watch is not None:
                 self.etcd.cancel(watch)
+        followed = node.queues.get(wid)
+        if followed is not None and isinstance(message, WatchEvents):
+            # As the process's observer does: apply the changes once, send the whole queue.
+            prefix, queue = followed
+            for change in message.changes:
+                candidate = None if change.entry is None else candidate_of(prefix, change.entry)
+                if candidate is None:
+                    queue.delete(change.key)
+                else:
+                    queue.put(candidate)
+            message = WatchState(max(change.revision for change in message.changes), queue.copy())
         self._apply(node, node.core.watch(node.local(self.now), wid, message))
 
     # -- callbacks -------------------------------------------------------------------------------
