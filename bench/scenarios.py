@@ -486,9 +486,7 @@ real = election.campaign
 def spy(*a, **k):
     first.append(time.perf_counter())
     return real(*a, **k)
-election.campaign = spy
-import leaderelect._campaign as c
-c.election.campaign = spy
+election.campaign = spy  # the driver calls election.campaign at each join
 e = LeaderElector("bench-start", endpoints="{etcd.endpoint}", ttl=2)
 t = time.perf_counter(); e.start(); e.wait_elected(10)
 print(first[0] - t); e.stop()
