@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from leaderelect.chaos.jsonl import read_jsonl
+
 # faults after which etcd itself was unavailable: gaps are bounded from the heal
 OUTAGES = {"quorum_loss", "whole_restart"}
 # faults that should cost no leader its term (etcd stays available to every client)
@@ -50,18 +52,14 @@ def load(folder: Path) -> tuple[dict[int, list[dict[str, Any]]], list[dict[str, 
     """Histories by pid, fault windows, and the run's facts (run.json)."""
     by_pid: dict[int, list[dict[str, Any]]] = defaultdict(list)
     for path in sorted(folder.glob("c*.jsonl")):
-        with open(path) as fh:
-            for line in fh:
-                if line.endswith("\n"):
-                    event = json.loads(line)
-                    by_pid[event["pid"]].append(event)
+        for event in read_jsonl(path):
+            by_pid[event["pid"]].append(event)
     for events in by_pid.values():
         events.sort(key=lambda e: e["t"])
     faults = []
     faults_path = folder / "faults.jsonl"
     if faults_path.exists():
-        with open(faults_path) as fh:
-            faults = [json.loads(line) for line in fh if line.strip()]
+        faults = read_jsonl(faults_path)
     run_path = folder / "run.json"
     run = json.loads(run_path.read_text()) if run_path.exists() else {}
     return dict(by_pid), faults, run

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from leaderelect._clock import clock
+from leaderelect.chaos.jsonl import read_jsonl
 
 
 @dataclass
@@ -44,8 +45,7 @@ class Contender:
     def events(self) -> list[dict[str, Any]]:
         if not os.path.exists(self.history):
             return []
-        with open(self.history) as fh:
-            return [json.loads(line) for line in fh if line.endswith("\n")]
+        return read_jsonl(self.history)
 
     def last(self, ev: str) -> dict[str, Any] | None:
         found = [e for e in self.events() if e["ev"] == ev]
