@@ -278,8 +278,8 @@ class Driver:
             # for them: a withdrawal on a lane of its own could overtake the join it undoes,
             # and the key would be created after its delete, on a lease that lives on.
             name = "election-" + request.key.rsplit("/", 1)[0]
-        else:
-            name = f"election-{call.origin}"
+        else:  # a ReadQueue is answered by the owner, never sent
+            raise TypeError(f"no lane for {request!r}")
         lane = self._lanes.get(name)
         if lane is None:
             lane = self._lanes[name] = Lane(f"leaderelect-{name}-{self._name}")
