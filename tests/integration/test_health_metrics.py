@@ -3,6 +3,7 @@ servers are in tests/workers)."""
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import pytest
@@ -75,7 +76,12 @@ def test_metrics_count_reconnects_after_an_etcd_restart(fresh_etcd: Any, name: s
     instrument(elector, registry)
     with elector:
         assert elector.wait_elected(5)
-        fresh_etcd.restart()
+        # Down for longer than a renewal period (ttl/3 = 1 s), so a renewal must meet it down.
+        # A quick restart could fall between two renewals, and the session's calls (which the
+        # metric counts) would never fail: gRPC reconnects the channel by itself (seen in CI).
+        fresh_etcd.kill()
+        time.sleep(1.5)
+        fresh_etcd.start()
         reconnects = {"election": name}
         assert wait_until(lambda: (registry.get_sample_value("leaderelect_reconnects_total", reconnects) or 0) >= 1, 15)
         assert elector.wait_elected(15)
