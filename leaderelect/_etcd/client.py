@@ -219,6 +219,7 @@ class EtcdClient:
         with self._lock:
             self._closed = True
             conn, self._conn = self._conn, None
+        self._watches.close()  # before the channel: its readers end quietly, and are waited for
         if conn is not None:
             conn.channel.close()
 

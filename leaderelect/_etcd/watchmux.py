@@ -31,6 +31,8 @@ from leaderelect.exceptions import EtcdError, EtcdUnavailableError
 log = logging.getLogger(__name__)
 
 _PROGRESS_ID = -1
+#: how long ending a stream waits for its reader thread (a cancelled call wakes it at once)
+READER_EXIT = 2.0
 _Item = Union[pb.WatchResponse, EtcdError, None]
 
 
@@ -206,6 +208,20 @@ class _Stream:
         elif cancel_id is not None:
             self._requests.put(pb.WatchRequest(cancel_request=pb.WatchCancelRequest(watch_id=cancel_id)))
 
+    def close(self) -> None:
+        """End the stream (its subscriptions get an error) and wait for its reader."""
+        self._end(EtcdUnavailableError("the etcd client is closed", code="CANCELLED"))
+        self.join()
+
+    @property
+    def reader_alive(self) -> bool:
+        return self._thread.is_alive()
+
+    def join(self) -> None:
+        """Wait (up to READER_EXIT) for the reader thread, unless called on it."""
+        if self._thread is not threading.current_thread():
+            self._thread.join(READER_EXIT)
+
     def _end(self, error: EtcdError | None) -> None:
         with self._lock:
             if self.dead:
@@ -220,6 +236,10 @@ class _Stream:
             if not sub.cancelled:
                 sub._put(error or EtcdUnavailableError("watch stream closed", code="CANCELLED"))
         self._on_end(self)
+        # Ended from outside (its last subscription cancelled): return once the reader has,
+        # so that an elector's stop() leaves no thread of ours running (the chaos checker
+        # found one still winding down when stop() returned).
+        self.join()
 
 
 def _refused_for_auth(reason: str) -> bool:
@@ -235,6 +255,8 @@ class WatchMux:
         self._client = client
         self._lock = threading.Lock()
         self._stream: _Stream | None = None
+        #: streams whose reader may still be running (one that failed ends on its reader)
+        self._streams: list[_Stream] = []
 
     def watch(self, create: pb.WatchCreateRequest, probe_interval: float) -> Subscription:
         for _ in range(3):  # a stream that just died is replaced; it cannot die every time
@@ -242,6 +264,7 @@ class WatchMux:
                 stream = self._stream
                 if stream is None or stream.dead:
                     stream = self._stream = _Stream(self._client, probe_interval, self._ended)
+                    self._streams = [s for s in self._streams if s.reader_alive] + [stream]
             sub = stream.add(create)
             if sub is not None:
                 return sub
@@ -251,3 +274,10 @@ class WatchMux:
         with self._lock:
             if self._stream is stream:
                 self._stream = None
+
+    def close(self) -> None:
+        """End every stream and wait for their readers (the client is closing)."""
+        with self._lock:
+            streams, self._streams, self._stream = self._streams, [], None
+        for stream in streams:
+            stream.close()

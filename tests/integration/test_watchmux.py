@@ -129,3 +129,31 @@ def _watch_works(client: EtcdClient) -> bool:
         return False
     finally:
         sub.cancel()
+
+
+def test_the_reader_thread_is_gone_when_the_last_cancel_returns(etcd: EtcdServer, name: str) -> None:
+    """stop() returns with nothing running: the chaos checker found an elector's stop() return
+    while the stream's reader thread was still winding down (C2: 'leaderelect-watch' left).
+    The last cancel ends the stream; it now returns only once the reader has."""
+    for i in range(20):
+        client = _client(etcd)
+        try:
+            before = reader_threads()
+            sub = watch(client, f"{name}/{i}/".encode())
+            assert sub.next_response(5) is not None  # created: the reader is running
+            sub.cancel()
+            assert reader_threads() == before, f"round {i}: the reader outlived the last cancel"
+        finally:
+            client.close()
+
+
+def test_closing_the_client_ends_its_stream_and_reader(etcd: EtcdServer, name: str) -> None:
+    for i in range(20):
+        client = _client(etcd)
+        before = reader_threads()
+        sub = watch(client, f"{name}/{i}/".encode())
+        assert sub.next_response(5) is not None
+        client.close()
+        assert reader_threads() == before, f"round {i}: the reader outlived close()"
+        with pytest.raises(EtcdError):
+            sub.next_response(5)
