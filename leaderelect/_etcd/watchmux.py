@@ -210,8 +210,8 @@ class _Stream:
 
     def close(self) -> None:
         """End the stream (its subscriptions get an error) and wait for its reader."""
-        self._end(EtcdUnavailableError("the etcd client is closed", code="CANCELLED"))
-        self.join()
+        if not self._end(EtcdUnavailableError("the etcd client is closed", code="CANCELLED")):
+            self.join()  # it had ended already (maybe on its reader, which may still be finishing)
 
     @property
     def reader_alive(self) -> bool:
@@ -221,11 +221,14 @@ class _Stream:
         """Wait (up to READER_EXIT) for the reader thread, unless called on it."""
         if self._thread is not threading.current_thread():
             self._thread.join(READER_EXIT)
+            if self._thread.is_alive():
+                log.warning("the watch reader for %s did not end within %.1f s", self._conn.endpoint, READER_EXIT)
 
-    def _end(self, error: EtcdError | None) -> None:
+    def _end(self, error: EtcdError | None) -> bool:
+        """End the stream; False if it had ended already."""
         with self._lock:
             if self.dead:
-                return
+                return False
             self.dead = True
             subs = [*self._pending, *self._active.values()]
             self._pending.clear()
@@ -240,6 +243,7 @@ class _Stream:
         # so that an elector's stop() leaves no thread of ours running (the chaos checker
         # found one still winding down when stop() returned).
         self.join()
+        return True
 
 
 def _refused_for_auth(reason: str) -> bool:
