@@ -25,12 +25,12 @@ def client(etcd: EtcdServer) -> Iterator[EtcdClient]:
     c.close()
 
 
-def reader_threads() -> int:
-    return sum(t.name == "leaderelect-watch" for t in threading.enumerate())
-
-
 def readers() -> set[threading.Thread]:
     return {t for t in threading.enumerate() if t.name == "leaderelect-watch"}
+
+
+def reader_threads() -> int:
+    return len(readers())
 
 
 class Drain:
