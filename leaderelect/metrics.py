@@ -22,6 +22,7 @@ gunicorn's multiprocess mode works as prometheus_client documents it: set
 from __future__ import annotations
 
 import threading
+import weakref
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -50,16 +51,18 @@ class Metrics:
     keepalive: Any
 
 
-_made: dict[tuple[int, str], Metrics] = {}
+# Keyed by the registry itself, held weakly: keyed by id(), a registry made after another was
+# collected could get the dead one's address, and with it families registered nowhere alive.
+_made: weakref.WeakKeyDictionary[Any, dict[str, Metrics]] = weakref.WeakKeyDictionary()
 _lock = threading.Lock()
 
 
 def _metrics(registry: Any, namespace: str) -> Metrics:
     with _lock:
-        key = (id(registry), namespace)
-        if key not in _made:
+        made = _made.setdefault(registry, {})
+        if namespace not in made:
             common: dict[str, Any] = {"namespace": namespace, "registry": registry}
-            _made[key] = Metrics(
+            made[namespace] = Metrics(
                 is_leader=prometheus_client.Gauge(
                     "is_leader", "1 while this process leads", ["election"], multiprocess_mode="livesum", **common
                 ),
@@ -74,7 +77,7 @@ def _metrics(registry: Any, namespace: str) -> Metrics:
                     **common,
                 ),
             )
-        return _made[key]
+        return made[namespace]
 
 
 def instrument(elector: LeaderElector, registry: Any = None, namespace: str = "leaderelect") -> Metrics:
