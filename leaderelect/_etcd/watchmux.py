@@ -118,10 +118,16 @@ class _Stream:
             sub.cancelled = True
             if sub.watch_id is not None and self._active.pop(sub.watch_id, None) is sub and not self.dead:
                 self._requests.put(pb.WatchRequest(cancel_request=pb.WatchCancelRequest(watch_id=sub.watch_id)))
-            empty = not self._active and not any(not s.cancelled for s in self._pending)
+            empty = self._idle()
         sub._put(None)
         if empty:
-            self._end(None)  # nobody left: close the stream (an idle elector set holds none)
+            # Nobody left: close the stream (an idle elector set holds none), unless a watch
+            # was added since the lock was let go (checked again under it).
+            self._end(None, if_idle=True)
+
+    def _idle(self) -> bool:
+        """No watch is active or on its way (call it under the lock)."""
+        return not self._active and not any(not s.cancelled for s in self._pending)
 
     # -- the stream -------------------------------------------------------------------------
 
@@ -224,10 +230,10 @@ class _Stream:
             if self._thread.is_alive():
                 log.warning("the watch reader for %s did not end within %.1f s", self._conn.endpoint, READER_EXIT)
 
-    def _end(self, error: EtcdError | None) -> bool:
-        """End the stream; False if it had ended already."""
+    def _end(self, error: EtcdError | None, *, if_idle: bool = False) -> bool:
+        """End the stream; False if it had ended already (or, *if_idle*, if it has watches)."""
         with self._lock:
-            if self.dead:
+            if self.dead or (if_idle and not self._idle()):
                 return False
             self.dead = True
             subs = [*self._pending, *self._active.values()]

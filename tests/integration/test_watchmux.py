@@ -161,3 +161,31 @@ def test_closing_the_client_ends_its_stream_and_reader(etcd: EtcdServer, name: s
         assert readers() - before == set(), f"round {i}: the reader outlived close()"
         with pytest.raises(EtcdError):
             sub.next_response(5)
+
+
+def test_a_watch_added_while_the_last_one_is_cancelled_keeps_the_stream(client: EtcdClient, name: str) -> None:
+    """cancel() decided under the lock that the stream was idle and ended it after letting the
+    lock go: a watch added in between was failed at once ("watch stream closed"), which cost
+    an observer a resync (and its view a flip to unknown)."""
+    a = watch(client, f"{name}/a/".encode())
+    da = Drain(a)
+    assert da.responses.get(timeout=5).created
+    added: list[Subscription] = []
+    put = a._put
+
+    def put_then_add(item: object) -> None:
+        # runs inside cancel(), after the lock is let go and before the stream is ended
+        put(item)  # type: ignore[arg-type]
+        if item is None and not added:
+            added.append(watch(client, f"{name}/b/".encode()))
+
+    a._put = put_then_add  # type: ignore[method-assign]
+    a.cancel()
+    assert len(added) == 1
+    db = Drain(added[0])
+    assert db.responses.get(timeout=5).created, db.ended
+    client.put(f"{name}/b/1".encode(), b"x")
+    assert db.keys(1) == [f"{name}/b/1".encode()]
+    assert db.ended == []
+    added[0].cancel()
+    assert wait_until(lambda: db.ended == [None], 5)
