@@ -164,9 +164,11 @@ class LeaderElector:
         self._read: Call | None = None
         self._resigns: dict[int, tuple[threading.Event, list[bool]]] = {}
         self._stats_hooks: list[Callable[[str, float], None]] = []
-        self._reconnect_wrappers: dict[int, Callable[[Any], None]] = {}
-        self._hooks_lock = threading.Lock()  # attach and detach stats hooks one at a time
+        # Held while the hooks run: once _finish() has cleared _hooks_attached under it, no
+        # hook is running and none will (reentrant: a hook may add a hook).
+        self._hooks_lock = threading.RLock()
         self._hooks_attached = False
+        self._in_hook = threading.local()  # a stop() from a hook must not wait for the hook
         # With transport keepalive the probe is only a backstop; without it, it is the only
         # way to notice a silent stream, so it runs often.
         self._probe_interval = 30.0 if self._session.settings.keepalive_time else min(5.0, max(1.0, self.ttl / 2))
@@ -280,9 +282,9 @@ class LeaderElector:
             self._dispatcher.start()
             self._session.start()
             with self._hooks_lock:
-                for hook in self._stats_hooks:
-                    self._attach(hook)
                 self._hooks_attached = True
+            self._session.add_stats_hook(self._stats)
+            self._session.client.failover_hooks.append(self._reconnected)
             self._observer = _observer.acquire(
                 self._session.client, self.name, self._on_view, probe_interval=self._probe_interval, clock=self._clock
             )
@@ -339,13 +341,24 @@ class LeaderElector:
             return _no_wait
         if not deferred:
             self._membership.run(lambda now: self._core.stop(now, reason))
-        if self._dispatcher.in_dispatcher() or threading.current_thread() is self._finisher:
+        if (
+            self._dispatcher.in_dispatcher()
+            or threading.current_thread() is self._finisher
+            or getattr(self._in_hook, "active", False)  # the finish waits for the hook to return
+        ):
             return _no_wait
 
         def wait(timeout: float | None) -> None:
             bound = timeout if timeout is not None else self.demote_timeout + 4 * self._session.call_timeout + 2
+            deadline = self._clock() + bound
             if not self._finished.wait(bound):
                 log.warning("[%s] stop() did not finish within %.1f s", self.name, bound)
+                return
+            # _finished is the finisher thread's last step: wait for it to end as well, so
+            # that stop() leaves no thread of ours behind, not even one on its way out.
+            finisher = self._finisher
+            if finisher is not None:
+                finisher.join(max(0.0, deadline - self._clock()))
 
         return wait
 
@@ -361,11 +374,11 @@ class LeaderElector:
         observer, self._observer = self._observer, NoObserver()
         if isinstance(observer, Observer):
             _observer.release(self._session.client, observer, self._on_view, self._session.call_timeout + 1)
-        with self._hooks_lock:
-            if self._hooks_attached:
-                for hook in self._stats_hooks:
-                    self._detach(hook)
-                self._hooks_attached = False
+        with self._hooks_lock:  # waits for a hook running now
+            self._hooks_attached = False
+        self._session.remove_stats_hook(self._stats)
+        if self._reconnected in self._session.client.failover_hooks:
+            self._session.client.failover_hooks.remove(self._reconnected)
         self._release_session()
         self._dispatcher.close(self.demote_timeout + 1)
         with self._lock:
@@ -384,33 +397,31 @@ class LeaderElector:
         """Call ``hook(event, seconds)`` while this elector runs: ``("keepalive", round trip)``
         after each lease renewal, ``("reconnect", 0.0)`` when the connection moves to another
         etcd member. It runs on leaderelect's threads: it must be quick and must not raise.
-        Detached when the elector stops, also from a shared session (``leaderelect.metrics``
-        uses this)."""
+        Detached when the elector stops, also from a shared session: none runs once
+        ``stop()`` returned, and ``stop()`` waits for one running (called from a hook, it
+        returns at once). ``leaderelect.metrics`` uses this."""
         with self._hooks_lock:
             self._stats_hooks.append(hook)
-            if self._hooks_attached:
-                self._attach(hook)
 
-    def _attach(self, hook: Callable[[str, float], None]) -> None:
-        self._session.add_stats_hook(hook)
-        self._session.client.failover_hooks.append(self._reconnect_hook(hook))
+    def _stats(self, event: str, seconds: float) -> None:
+        """The elector's one hook on its session (and its client): runs the stats hooks
+        while the elector runs, never after ``stop()`` returned (a copy of the list taken
+        by a renewal just before the hooks were detached ran them once more)."""
+        with self._hooks_lock:
+            if not self._hooks_attached:
+                return
+            self._in_hook.active = True
+            try:
+                for hook in tuple(self._stats_hooks):  # one added by a hook runs from the next event
+                    try:
+                        hook(event, seconds)
+                    except BaseException:  # a user's hook must not end our thread, nor skip the others
+                        log.exception("[%s] stats hook failed", self.name)
+            finally:
+                self._in_hook.active = False
 
-    def _detach(self, hook: Callable[[str, float], None]) -> None:
-        self._session.remove_stats_hook(hook)
-        reconnected = self._reconnect_hook(hook)
-        if reconnected in self._session.client.failover_hooks:
-            self._session.client.failover_hooks.remove(reconnected)
-
-    def _reconnect_hook(self, hook: Callable[[str, float], None]) -> Callable[[Any], None]:
-        # one wrapper per hook, so that it can be found again to detach it
-        wrapper = self._reconnect_wrappers.get(id(hook))
-        if wrapper is None:
-
-            def wrapper(_endpoint: Any) -> None:
-                hook("reconnect", 0.0)
-
-            self._reconnect_wrappers[id(hook)] = wrapper
-        return wrapper
+    def _reconnected(self, _endpoint: Any) -> None:
+        self._stats("reconnect", 0.0)
 
     # -- state -----------------------------------------------------------------------------
 

@@ -270,6 +270,27 @@ def test_resign_from_inside_a_callback(make_elector: ElectorFactory) -> None:
     assert not a.is_leader
 
 
+def test_stop_returns_after_its_last_thread_ended(etcd: EtcdServer, name: str) -> None:
+    """stop() returned when the finishing thread set its flag, which is that thread's last
+    step but not its end: the thread was still there. (Here that step is followed by a
+    pause, so that the old stop() is caught every time.)"""
+    before = set(leaderelect_threads())
+    elector = LeaderElector(name, endpoints=etcd.endpoint, ttl=2)
+    finish = elector._finish
+
+    def finish_then_linger() -> None:
+        finish()
+        time.sleep(0.3)
+
+    elector._finish = finish_then_linger  # type: ignore[method-assign]
+    elector.start()
+    try:
+        assert elector.wait_elected(10)
+    finally:
+        elector.stop()
+    assert set(leaderelect_threads()) <= before, leaderelect_threads()
+
+
 def test_nothing_left_after_stop(make_elector: ElectorFactory, etcd3_client: Any, name: str) -> None:
     before = set(leaderelect_threads())
     electors = [make_elector(f"c{i}").start() for i in range(2)]

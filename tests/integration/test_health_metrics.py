@@ -31,7 +31,7 @@ def test_health_follows_the_elector(make_elector: ElectorFactory) -> None:
     assert wait_until(lambda: client.get("/health").status_code == 200, 5)
     body = client.get("/health").json
     assert body["role"] == "leader" and body["token"] == elector.term.token  # type: ignore[union-attr]
-    assert 0 < body["valid_for"] <= 2 and 0 <= body["last_renewal_age"] < 1
+    assert 0 < body["valid_for"] <= 2 and 0 <= body["last_renewal_age"] < 1.5
     assert body["leader"] == elector.value and body["leader_known"] is True
 
     elector.stop()
@@ -110,3 +110,39 @@ def test_metrics_hooks_leave_a_shared_session_with_their_elector(etcd: Any, name
         time.sleep(2)  # about three more renewals of the shared lease
         assert session.lease is not None
         assert renewals() == counted
+
+
+def test_no_stats_hook_runs_after_stop_returned(etcd: Any, name: str) -> None:
+    """A renewal of a shared session copied the hooks, and ran them after the elector's
+    stop() had detached them and returned: one more count for a stopped elector. Here a
+    hook holds on until stop() returned (or 2 s): stop() must wait for it."""
+    import threading
+
+    from leaderelect import LeaderElector, Session
+
+    calls: list[float] = []
+    armed = threading.Event()
+    entered = threading.Event()
+    stop_returned = threading.Event()
+
+    def hook(event: str, seconds: float) -> None:
+        if event == "keepalive" and armed.is_set() and not entered.is_set():
+            entered.set()
+            stop_returned.wait(2)
+        calls.append(seconds)
+
+    with Session(etcd.endpoint, ttl=2) as session:
+        elector = LeaderElector(name, session=session)
+        elector.add_stats_hook(hook)
+        elector.start()
+        try:
+            assert wait_until(lambda: calls, 5)
+            armed.set()
+            assert entered.wait(5)
+        finally:
+            elector.stop()
+        counted = len(calls)
+        stop_returned.set()
+        time.sleep(0.5)
+        assert session.lease is not None  # the session renews on
+        assert len(calls) == counted
