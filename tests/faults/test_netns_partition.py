@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from leaderelect import clock
 from leaderelect.chaos.checker import check, format_report
 from leaderelect.chaos.procs import Contender
 from leaderelect.testing import EtcdServer, NetnsPair, netns_unavailable, wait_until
@@ -46,7 +47,7 @@ def test_partitioned_leader_demotes_before_expiry_and_never_resumes(net: NetnsPa
         assert wait_until(lambda: other.last("leader_changed") is not None, 20)
         time.sleep(0.5)
         old_token = victim.last("elected")["token"]  # type: ignore[index]
-        t_cut = time.monotonic()
+        t_cut = clock()
         net.partition()
         assert wait_until(lambda: any(e["ev"] == "elected" and e["t"] > t_cut for e in other.events()), TTL + 5)
         elected = next(e for e in other.events() if e["ev"] == "elected" and e["t"] > t_cut)

@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from leaderelect import clock
 from leaderelect._etcd import Endpoint, EtcdClient
 from leaderelect.chaos.procs import Contender
 from leaderelect.election import participants
@@ -61,11 +62,11 @@ def test_sigstop_longer_than_ttl_resumes_demoted_and_fenced_off(
     old_token = leader.last("elected")["token"]  # type: ignore[index]
     assert wait_until(lambda: leader.last("act") is not None, 5)  # it has acted in this term
     leader.pause()
-    t_stop = time.monotonic()
+    t_stop = clock()
     others = [c for c in cs if c is not leader]
     assert wait_until(lambda: any(elected_after(c, t_stop) for c in others), TTL + 5)
     time.sleep(1)  # paused for ttl + 3 s in all
-    t_cont = time.monotonic()
+    t_cont = clock()
     leader.resume()
     assert wait_until(lambda: any(e["ev"] == "demoted" and e["t"] > t_cont for e in leader.events()), 5)
     assert wait_until(lambda: leader.last("resumed") is not None, 5)
@@ -92,7 +93,7 @@ def test_blackholed_leader_demotes_before_the_server_expires_its_lease(
         other = contenders(etcd.endpoint)
         assert wait_until(lambda: queued(etcd, name) == 2, 20)
         old_token = cut.last("elected")["token"]  # type: ignore[index]
-        t_cut = time.monotonic()
+        t_cut = clock()
         proxy.set_mode("blackhole")
         assert wait_until(lambda: elected_after(other, t_cut) is not None, TTL + 5)
         demoted = cut.last("demoted")
@@ -103,7 +104,7 @@ def test_blackholed_leader_demotes_before_the_server_expires_its_lease(
         assert demoted["t"] < successor["t"]
         assert demoted["t"] - t_cut < TTL
         proxy.set_mode("pass")
-        t_heal = time.monotonic()
+        t_heal = clock()
         time.sleep(TTL + 1)
         # healed, it never resumes the old term: it only queues again behind the successor
         assert not [e for e in cut.events() if e["ev"] == "elected" and e["t"] > t_cut]
