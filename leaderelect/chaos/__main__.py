@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
 import tempfile
 import time
@@ -63,7 +64,12 @@ def main(argv: list[str] | None = None) -> int:
         fences=not args.no_fences,
         unguarded=args.unguarded,
     )
-    run(harness, schedule, args.duration)
+    _stop_on_signals()
+    try:
+        run(harness, schedule, args.duration)
+    except KeyboardInterrupt:
+        print(f"\nchaos: stopped after {time.monotonic() - started:.0f} s; histories in {out}", flush=True)
+        return 130
     report = check(out)
     text = format_report(report)
     print(f"\nran {time.monotonic() - started:.0f} s\n{text}")
@@ -71,6 +77,19 @@ def main(argv: list[str] | None = None) -> int:
         header = f"# Chaos run\n\n{setup}, {time.monotonic() - started:.0f} s.\n\n"
         Path(args.report).write_text(header + text + "\n\n```\n" + json.dumps(report.stats, indent=1) + "\n```\n")
     return 0 if report.ok else 1
+
+
+def _stop_on_signals() -> None:
+    """SIGTERM (a CI timeout, a kill) and SIGINT end a run the way Ctrl-C does: the harness
+    stops its contenders and servers and removes their folders. (By default SIGTERM ended
+    the run at once and left them running, and a run started in the background from a
+    script ignored SIGINT.)"""
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, interrupt)
+    signal.signal(signal.SIGINT, interrupt)
 
 
 def _crowd(text: str) -> tuple[int, int]:

@@ -682,8 +682,8 @@ class _WriteProbe:
 
 def run(harness: Harness, schedule: list[str] | None, duration: float) -> None:
     """Inject *schedule* in order, or random faults until *duration* seconds passed."""
-    harness.start()
     try:
+        harness.start()
         if schedule is not None:
             for fault in schedule:
                 harness.inject(fault)
