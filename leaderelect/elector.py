@@ -536,7 +536,8 @@ class LeaderElector:
             "leader_known": obs.known,
             "observation_age": round(obs.age, 3),
             "token": term.token if term else None,
-            "valid_for": round(term.valid_until - self._clock(), 3) if term else None,
+            # from the term itself: a second reading of the clock could fall past its deadline
+            "valid_for": round(term.valid_for(), 3) if term else None,
             "lease_remaining": round(lease.remaining(), 3) if lease else None,
             "last_renewal_age": round(self._clock() - lease.renewed_at, 3) if lease else None,
             "elections": self.elections,

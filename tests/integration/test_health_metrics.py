@@ -40,6 +40,22 @@ def test_health_follows_the_elector(make_elector: ElectorFactory) -> None:
     assert health(elector)[1] == 503
 
 
+def test_status_never_shows_a_leader_with_negative_time_left(make_elector: ElectorFactory) -> None:
+    """status() decided the role from one reading of the clock and computed valid_for from
+    another: a read just at the deadline said "leader" with a negative valid_for. Here the
+    second reading is made to fall a minute later."""
+    elector = make_elector("solo").start()
+    assert elector.wait_elected(10)
+    clock = elector._clock
+    elector._clock = lambda: clock() + 60
+    try:
+        status = elector.status()
+    finally:
+        elector._clock = clock
+    assert status["role"] == "leader"
+    assert status["valid_for"] > 0
+
+
 def test_metrics_count_terms_demotions_and_renewals(make_elector: ElectorFactory) -> None:
     from leaderelect.metrics import instrument
 
