@@ -19,9 +19,12 @@ Two ways to run it:
   while it leads, until SIGTERM or SIGINT. Nothing else changes; no web worker holds an elector.
 - ``"START_IN_WORKERS": True``: every server process (gunicorn or uWSGI worker, ``runserver``'s
   serving child) starts its own elector from ``AppConfig.ready()``. It never starts for other
-  ``manage.py`` commands (migrate, shell, ...). ``ready()`` runs before the server forks when
-  gunicorn runs with ``--preload`` or uWSGI without ``--lazy-apps``; there leave this False and
-  call :func:`start` from gunicorn's ``post_fork`` hook or uWSGI's ``@postfork`` instead.
+  ``manage.py`` commands (migrate, shell, ...) nor in Celery processes (see
+  :func:`is_celery_process`); any other process that loads Django (a script that calls
+  ``django.setup()``, a pytest-django run) campaigns too. ``ready()`` runs before the server
+  forks when gunicorn runs with ``--preload`` or uWSGI without ``--lazy-apps``; there leave
+  this False and call :func:`start` from gunicorn's ``post_fork`` hook or uWSGI's
+  ``@postfork`` instead.
 
 :func:`get_elector` returns this process's elector (or None), e.g. for
 ``leaderelect.health.django_view(get_elector)``.
@@ -38,7 +41,7 @@ from typing import Any, Callable
 from leaderelect.elector import LeaderElector
 from leaderelect.exceptions import ConfigurationError
 
-__all__ = ["build", "get_elector", "is_management_command", "read_settings", "start", "stop"]
+__all__ = ["build", "get_elector", "is_celery_process", "is_management_command", "read_settings", "start", "stop"]
 
 _lock = threading.Lock()
 _current: tuple[int, LeaderElector] | None = None
@@ -111,6 +114,18 @@ def stop() -> None:
         _current = None
     if elector is not None:
         elector.stop()
+
+
+def is_celery_process(argv: list[str] | None = None) -> bool:
+    """True in a process that ``celery`` runs (a worker, beat, any of its commands), which
+    loads Django too. ``START_IN_WORKERS`` skips these: a worker forks its pool after
+    loading Django, and gRPC must not cross a fork; beat has its own leader scheduler."""
+    argv = sys.argv if argv is None else argv
+    if not argv:
+        return False
+    path = argv[0]
+    prog = os.path.basename(path)
+    return prog == "celery" or (prog == "__main__.py" and os.path.basename(os.path.dirname(path)) == "celery")
 
 
 def is_management_command(argv: list[str] | None = None) -> bool:

@@ -6,7 +6,7 @@ import pytest
 
 pytest.importorskip("django")
 
-from leaderelect.django import is_management_command
+from leaderelect.django import is_celery_process, is_management_command
 
 
 @pytest.mark.parametrize(
@@ -33,3 +33,21 @@ def test_is_management_command(
     else:
         monkeypatch.setenv("RUN_MAIN", run_main)
     assert is_management_command(argv) is command
+
+
+@pytest.mark.parametrize(
+    ("argv", "celery"),
+    [
+        (["/venv/bin/celery", "-A", "mysite", "worker"], True),
+        (["celery", "-A", "mysite", "beat"], True),
+        (["/venv/lib/python3.11/site-packages/celery/__main__.py", "-A", "mysite", "worker"], True),
+        (["/venv/bin/gunicorn", "mysite.wsgi"], False),
+        (["manage.py", "runserver"], False),
+        (["/srv/tool/__main__.py", "serve"], False),
+        ([], False),
+    ],
+)
+def test_is_celery_process(argv: list[str], celery: bool) -> None:
+    """START_IN_WORKERS started an elector in Celery's processes too (they load Django): in
+    a worker, before it forks its pool."""
+    assert is_celery_process(argv) is celery
