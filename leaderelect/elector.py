@@ -310,8 +310,9 @@ class LeaderElector:
         """Resign if leading, revoke the lease (if the elector owns its session), join every thread.
 
         Idempotent, and always returns: within *timeout* seconds if given, else within
-        about ``demote_timeout + 4 * call_timeout``. Called from a callback, it returns at
-        once and the shutdown completes when the callback returns.
+        ``demote_timeout + 4 * call_timeout + 2`` seconds. Called from a callback or a stats
+        hook, it returns at once and the shutdown completes when the callback returns. A
+        callback still running when it returns keeps its thread (a warning says so).
         """
         self._check_pid()
         self._request_stop(DemotionReason.STOPPED)(timeout)
@@ -565,6 +566,8 @@ class LeaderElector:
         term turned out to be over before it could.
 
         :raises NotLeaderError: when not leading at the call.
+        :raises EtcdUnavailableError: when etcd cannot be reached within ``call_timeout``
+            (after a timeout the change may or may not have been applied).
         """
         self._check_pid()
         raw = _config.check_value(value)
@@ -589,6 +592,9 @@ class LeaderElector:
         rejected by etcd itself. Returns False (nothing written) when the term is over.
 
         :raises NotLeaderError: when no term is given and this process does not lead.
+        :raises EtcdUnavailableError: when etcd cannot be reached within ``call_timeout``
+            (after a timeout the writes may or may not have been applied, as with any etcd
+            write: make them idempotent, or read them back).
         """
         self._check_pid()
         term = self._current_term(term)

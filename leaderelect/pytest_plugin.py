@@ -12,10 +12,11 @@ off with ``-p no:leaderelect``. The etcd binary: see :mod:`leaderelect.testing`
         proxy = etcd_fault_proxy()                 # in front of etcd_server
         a = LeaderElector("jobs", "a", endpoints=proxy.endpoint, ttl=2)
         b = LeaderElector("jobs", "b", endpoints=etcd_server.endpoint, ttl=2)
-        with a, b:
+        with a:
             assert a.wait_elected(5)
-            proxy.set_mode("blackhole")            # a partition: a demotes itself, b leads
-            assert b.wait_elected(10) and not a.is_leader
+            with b:                                # b queues behind a
+                proxy.set_mode("blackhole")        # a partition: a demotes itself, b leads
+                assert b.wait_elected(10) and not a.is_leader
 
 Fixtures:
 

@@ -33,7 +33,8 @@ class Settings:
     #: renewals (one every ttl/3); the leader demotes itself ``guard`` seconds before it ends.
     ttl: int = 10
     #: seconds subtracted from the lease expiry on the local clock; covers clock-rate error and
-    #: scheduling slack. Default ``max(0.5, 0.1 * ttl)``.
+    #: scheduling slack. Default ``max(0.5, 0.1 * ttl)``; it must stay below ``2/3 ttl`` (a
+    #: renewal is due at ttl/3, and the deadline must come after it).
     guard: float | None = None
     #: deadline of each etcd call, in seconds.
     call_timeout: float = 2.0
