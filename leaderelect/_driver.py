@@ -288,17 +288,22 @@ class Driver:
         return lane
 
     def _call(self, call: Call) -> None:
+        sent = self._clock()
         try:
             answer = self._execute(call.request, call.timeout)
         except Exception as err:  # a bug: say it; the core retries as after any failure
             log.exception("[%s] %s failed", self._name, type(call.request).__name__)
             answer = Failed(Failure.UNAVAILABLE, repr(err))
+        round_trip = self._clock() - sent
         self._background(lambda now: self.core.answer(now, call.call_id, answer))
+        if isinstance(answer, Renewed):
+            # Only once the core has the renewal: a slow stats hook must not hold up the
+            # deadline it extends (it passed, and a renewed term was demoted).
+            self._on_renewed(round_trip)
 
     def _execute(self, request: Request, timeout: float) -> Answer:
         """Make one call to etcd; its answer, or what went wrong, as the core takes it."""
         client = self._client
-        sent = self._clock()
         try:
             if isinstance(request, KeepAlive):
                 keeper = self.core.lease_keeper
@@ -306,9 +311,7 @@ class Driver:
                 ttl = lease.ttl if lease is not None else self.core.config.ttl
                 # Not cut short by the lease: running out of it moves to the next member.
                 budget = timeout >= renewal_budget(self.core.config.call_timeout, ttl) - 1e-6
-                renewed = Renewed(client.lease_keepalive(request.lease_id, timeout=timeout, budget=budget))
-                self._on_renewed(self._clock() - sent)
-                return renewed
+                return Renewed(client.lease_keepalive(request.lease_id, timeout=timeout, budget=budget))
             if isinstance(request, Grant):
                 return Granted(*client.lease_grant(request.ttl, timeout=timeout))
             if isinstance(request, Revoke):

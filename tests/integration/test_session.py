@@ -201,6 +201,32 @@ def test_a_guard_near_its_limit_still_lets_a_candidate_lead(etcd: EtcdServer, na
         assert elector.wait_elected(10)
 
 
+def test_a_slow_stats_hook_does_not_hold_up_the_renewal_it_reports(etcd: EtcdServer, name: str) -> None:
+    """The hooks ran before the core had the renewal they report: a hook slower than the
+    renewal interval let the previous renewal's deadline pass, and a renewed leader was
+    demoted. At ttl 5 that deadline is 2.8 s after the renewal; the hook here takes 3.5 s,
+    and the renewal it reports holds the term to 4.5 s."""
+    armed, entered, done = threading.Event(), threading.Event(), threading.Event()
+
+    def slow(event: str, seconds: float) -> None:
+        if event == "keepalive" and armed.is_set() and not entered.is_set():
+            entered.set()
+            time.sleep(3.5)
+            done.set()
+
+    elector = LeaderElector(name, endpoints=etcd.endpoint, ttl=5)
+    elector.add_stats_hook(slow)
+    with elector:
+        assert elector.wait_elected(10)
+        token = elector.term.token  # type: ignore[union-attr]
+        armed.set()
+        assert entered.wait(5)
+        assert done.wait(10)
+        time.sleep(1)  # the next renewal, sent once the hook returned
+        assert elector.demotions == {}
+        assert elector.term is not None and elector.term.token == token
+
+
 def test_stop_from_a_stats_hook_returns_at_once(etcd: EtcdServer, name: str) -> None:
     """stop() waits for a stats hook that is running; called from one, it must not wait for
     itself (nor for the lease's revoke, queued behind the renewal that runs the hook)."""
