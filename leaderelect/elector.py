@@ -411,6 +411,7 @@ class LeaderElector:
         with self._hooks_lock:
             if not self._hooks_attached:
                 return
+            outer = getattr(self._in_hook, "active", False)  # (a hook's etcd call may fail over)
             self._in_hook.active = True
             try:
                 for hook in tuple(self._stats_hooks):  # one added by a hook runs from the next event
@@ -419,7 +420,7 @@ class LeaderElector:
                     except BaseException:  # a user's hook must not end our thread, nor skip the others
                         log.exception("[%s] stats hook failed", self.name)
             finally:
-                self._in_hook.active = False
+                self._in_hook.active = outer
 
     def _reconnected(self, _endpoint: Any) -> None:
         self._stats("reconnect", 0.0)

@@ -249,6 +249,30 @@ def test_stop_from_a_stats_hook_returns_at_once(etcd: EtcdServer, name: str) -> 
         elector.stop()
 
 
+def test_stop_from_a_stats_hook_returns_at_once_after_a_nested_event(etcd: EtcdServer, name: str) -> None:
+    """A hook whose etcd call failed over runs the reconnect hooks inside it; coming back,
+    the inner event marked the thread as no longer in a hook, and the outer hook's stop()
+    waited out its whole bound for itself."""
+    elector = LeaderElector(name, endpoints=etcd.endpoint, ttl=2)
+    took: list[float] = []
+
+    def stop_once(event: str, seconds: float) -> None:
+        if event == "keepalive" and not took:
+            took.append(0.0)
+            elector._stats("reconnect", 0.0)  # what a failover during this hook does
+            began = time.monotonic()
+            elector.stop()
+            took[0] = time.monotonic() - began
+
+    elector.add_stats_hook(stop_once)
+    elector.start()
+    try:
+        assert wait_until(lambda: elector.stopped, 15)
+        assert took[0] < 1.0, f"stop() in a hook took {took[0]:.1f} s"
+    finally:
+        elector.stop()
+
+
 def test_a_stats_hook_that_raises_systemexit_does_not_stop_renewals(etcd: EtcdServer, name: str) -> None:
     def leave(event: str, seconds: float) -> None:
         raise SystemExit("a hook's exit")
