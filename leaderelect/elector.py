@@ -158,6 +158,7 @@ class LeaderElector:
         self._starting = False
         self._stop_during_start: DemotionReason | None = None
         self._finisher: threading.Thread | None = None
+        self._stop_deadline: float | None = None  # the earliest bound a stop() waits for
         # (guarded by the session's driver) the core's watch of the queue, and its read of
         # the queue that waits for the observer; the resign() calls waiting for their answer
         self._watch: int | None = None
@@ -352,6 +353,8 @@ class LeaderElector:
         def wait(timeout: float | None) -> None:
             bound = timeout if timeout is not None else self.demote_timeout + 4 * self._session.call_timeout + 2
             deadline = self._clock() + bound
+            if self._stop_deadline is None or deadline < self._stop_deadline:
+                self._stop_deadline = deadline  # the finish keeps within it
             if not self._finished.wait(bound):
                 log.warning("[%s] stop() did not finish within %.1f s", self.name, bound)
                 return
@@ -371,21 +374,40 @@ class LeaderElector:
 
     def _finish(self) -> None:
         """Runs once the core finished (on a thread of its own), or in a failed start():
-        release everything this elector holds."""
+        release everything this elector holds. Each step runs even if one before it failed,
+        and the elector reads as stopped at the end whatever happened (a finisher that died
+        halfway left stop() waiting out its bound and the callbacks thread running)."""
+        for step in (self._release_observer, self._detach_hooks, self._release_session, self._close_dispatcher):
+            try:
+                step()
+            except Exception:
+                log.exception("[%s] releasing what the elector held failed (%s)", self.name, step.__name__)
+        with self._lock:
+            self._state = _STOPPED
+            self._changed.notify_all()
+        self._finished.set()
+
+    def _release_observer(self) -> None:
         observer, self._observer = self._observer, NoObserver()
         if isinstance(observer, Observer):
             _observer.release(self._session.client, observer, self._on_view, self._session.call_timeout + 1)
+
+    def _detach_hooks(self) -> None:
         with self._hooks_lock:  # waits for a hook running now
             self._hooks_attached = False
         self._session.remove_stats_hook(self._stats)
         if self._reconnected in self._session.client.failover_hooks:
             self._session.client.failover_hooks.remove(self._reconnected)
-        self._release_session()
-        self._dispatcher.close(self.demote_timeout + 1)
-        with self._lock:
-            self._state = _STOPPED
-            self._changed.notify_all()
-        self._finished.set()
+
+    def _close_dispatcher(self) -> None:
+        # Callbacks still queued run first. Within what is left of a stop()'s bound: a hung
+        # on_demoted has had its demote_timeout already, and waiting for it again here took
+        # stop() past its bound, returning with the elector still "stopping".
+        wait = self.demote_timeout + 1
+        deadline = self._stop_deadline
+        if deadline is not None:
+            wait = min(wait, max(0.0, deadline - self._clock() - 0.5))
+        self._dispatcher.close(wait)
 
     def _release_session(self) -> None:
         self._membership.release(self.name, self._core)

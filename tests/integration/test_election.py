@@ -292,6 +292,47 @@ def test_stop_returns_after_its_last_thread_ended(etcd: EtcdServer, name: str) -
     assert set(leaderelect_threads()) <= before, leaderelect_threads()
 
 
+def test_a_failure_while_releasing_still_ends_the_stop(etcd: EtcdServer, name: str) -> None:
+    """The finishing thread died at the first release step that raised: stop() waited out
+    its whole bound (6 s here) and the elector never read as stopped."""
+    elector = LeaderElector(name, endpoints=etcd.endpoint, ttl=2, call_timeout=0.5)
+    release = elector._release_session
+
+    def fail() -> None:
+        raise RuntimeError("a bug while releasing")
+
+    elector._release_session = fail  # type: ignore[method-assign]
+    elector.start()
+    try:
+        assert elector.wait_elected(10)
+        began = time.monotonic()
+        elector.stop()
+        took = time.monotonic() - began
+        assert elector.stopped
+        assert took < 3, f"stop() took {took:.1f} s"
+    finally:
+        release()  # what the failed step did not do
+
+
+def test_stop_keeps_its_bound_while_on_demoted_hangs(etcd: EtcdServer, name: str) -> None:
+    """After waiting demote_timeout for a hung on_demoted, the finish waited for it once more
+    (demote_timeout + 1): stop() hit its bound (demote_timeout + 4 call_timeout + 2 = 6 s
+    here) and returned with the elector still stopping."""
+    elector = LeaderElector(name, endpoints=etcd.endpoint, ttl=2, call_timeout=0.25, demote_timeout=3)
+    hang = threading.Event()
+    elector.on_demoted(lambda term, reason: hang.wait(20))
+    elector.start()
+    try:
+        assert elector.wait_elected(10)
+        began = time.monotonic()
+        elector.stop()
+        took = time.monotonic() - began
+        assert elector.stopped, f"stop() returned after {took:.1f} s with the elector still stopping"
+        assert took < 6
+    finally:
+        hang.set()
+
+
 def test_nothing_left_after_stop(make_elector: ElectorFactory, etcd3_client: Any, name: str) -> None:
     before = set(leaderelect_threads())
     electors = [make_elector(f"c{i}").start() for i in range(2)]
