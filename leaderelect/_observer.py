@@ -21,6 +21,7 @@ from typing import Callable
 
 from leaderelect import _clock
 from leaderelect._etcd import EtcdClient, Subscription, pb, prefix_end
+from leaderelect._forksafe import ForkSafeLock
 from leaderelect._retry import retrying
 from leaderelect.core.base import reconnect_wait
 from leaderelect.core.follow import QUICK
@@ -314,7 +315,7 @@ class _Shared:
         self.observers: dict[str, Observer] = {}
 
 
-_pool_lock = threading.Lock()
+_pool_lock = ForkSafeLock()  # a parent thread may hold it at fork()
 _pool: dict[tuple[object, ...], _Shared] = {}
 
 

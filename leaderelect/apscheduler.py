@@ -46,6 +46,7 @@ import time
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from leaderelect._forksafe import ForkSafeLock
 from leaderelect.exceptions import ConfigurationError, NotLeaderError
 
 if TYPE_CHECKING:
@@ -72,7 +73,7 @@ log = logging.getLogger(__name__)
 #: how long after a round of submissions its events may still be on their way
 _SUBMISSION_GRACE = 0.05
 
-_lock = threading.Lock()
+_lock = ForkSafeLock()  # a parent thread may hold it at fork()
 _terms: dict[int, Term] = {}  # id(scheduler) -> the term it runs jobs for
 
 

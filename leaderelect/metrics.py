@@ -21,7 +21,6 @@ gunicorn's multiprocess mode works as prometheus_client documents it: set
 
 from __future__ import annotations
 
-import threading
 import weakref
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -30,6 +29,8 @@ try:
     import prometheus_client
 except ImportError as err:  # pragma: no cover - exercised only without the extra
     raise ImportError("leaderelect.metrics needs prometheus_client: pip install 'leaderelect[metrics]'") from err
+
+from leaderelect._forksafe import ForkSafeLock
 
 if TYPE_CHECKING:
     from leaderelect.elector import LeaderElector
@@ -54,7 +55,7 @@ class Metrics:
 # Keyed by the registry itself, held weakly: keyed by id(), a registry made after another was
 # collected could get the dead one's address, and with it families registered nowhere alive.
 _made: weakref.WeakKeyDictionary[Any, dict[str, Metrics]] = weakref.WeakKeyDictionary()
-_lock = threading.Lock()
+_lock = ForkSafeLock()  # a parent thread may hold it at fork()
 
 
 def _metrics(registry: Any, namespace: str) -> Metrics:

@@ -35,15 +35,15 @@ from __future__ import annotations
 import importlib
 import os
 import sys
-import threading
 from typing import Any, Callable
 
+from leaderelect._forksafe import ForkSafeLock
 from leaderelect.elector import LeaderElector
 from leaderelect.exceptions import ConfigurationError
 
 __all__ = ["build", "get_elector", "is_celery_process", "is_management_command", "read_settings", "start", "stop"]
 
-_lock = threading.Lock()
+_lock = ForkSafeLock()  # a parent thread may hold it at fork()
 _current: tuple[int, LeaderElector] | None = None
 
 
