@@ -314,6 +314,9 @@ class LeaderElector:
         ``demote_timeout + 4 * call_timeout + 2`` seconds. Called from a callback or a stats
         hook, it returns at once and the shutdown completes when the callback returns. A
         callback still running when it returns keeps its thread (a warning says so).
+
+        :raises ElectorStateError: in a process forked from the one that created the elector
+            (there is nothing of it to stop there; the message says where to create it).
         """
         self._check_pid()
         self._request_stop(DemotionReason.STOPPED)(timeout)
