@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from typing import Any, Callable
 
 from leaderelect import _clock
+from leaderelect._threads import ours
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +56,7 @@ class Dispatcher:
         self.slow_after = slow_after
         self._clock = clock
         self._queue: queue.Queue[_Job | None] = queue.Queue()
-        self._thread = threading.Thread(target=self._run, name=f"leaderelect-callbacks-{name}", daemon=True)
+        self._thread = threading.Thread(target=ours(self._run), name=f"leaderelect-callbacks-{name}", daemon=True)
         self._started = False
         self._closed = False
         self._lock = threading.Lock()

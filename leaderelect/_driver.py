@@ -26,6 +26,7 @@ from typing import Callable
 
 from leaderelect import election
 from leaderelect._etcd import EtcdClient
+from leaderelect._threads import ours
 from leaderelect.core.lease import LeaseEnd, renewal_budget
 from leaderelect.core.messages import (
     Action,
@@ -78,7 +79,7 @@ class Lane:
             if self._closed:
                 return
             if self._thread is None:
-                thread = threading.Thread(target=self._run, name=self.name, daemon=True)
+                thread = threading.Thread(target=ours(self._run), name=self.name, daemon=True)
                 thread.start()
                 self._thread = thread
             self._jobs.put(job)
@@ -152,7 +153,9 @@ class Driver:
         with self._lock:
             if self._thread is not None or self._closed:
                 return
-            self._thread = threading.Thread(target=self._run, name=f"leaderelect-session-{self._name}", daemon=True)
+            self._thread = threading.Thread(
+                target=ours(self._run), name=f"leaderelect-session-{self._name}", daemon=True
+            )
             self._thread.start()
         self.run(self.core.start)
 

@@ -23,6 +23,7 @@ from leaderelect import _clock
 from leaderelect._etcd import EtcdClient, Subscription, pb, prefix_end
 from leaderelect._forksafe import ForkSafeLock
 from leaderelect._retry import retrying
+from leaderelect._threads import ours
 from leaderelect.core.base import reconnect_wait
 from leaderelect.core.follow import QUICK
 from leaderelect.core.queue import Candidate, CandidateQueue, View
@@ -70,7 +71,7 @@ class Observer:
         self._watch: Subscription | None = None
         self._synced: tuple[CandidateQueue, int] = (CandidateQueue(), 0)
         self._established_at: float | None = None
-        self._thread = threading.Thread(target=self._run, name=f"leaderelect-observe-{name}", daemon=True)
+        self._thread = threading.Thread(target=ours(self._run), name=f"leaderelect-observe-{name}", daemon=True)
         self._pool_key: tuple[object, ...] | None = None
 
     def start(self) -> None:

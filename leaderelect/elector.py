@@ -690,6 +690,7 @@ class LeaderElector:
             # Released on a thread of its own: a callback that hangs must not keep the
             # lease (and the key) alive, and a session's close() waits for this.
             self._finishing = True
+            # (not marked as ours: it must wait for an owned session's close, not hand it off)
             self._finisher = threading.Thread(target=self._finish, name=f"leaderelect-finish-{self.name}", daemon=True)
             self._finisher.start()
 

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any, Callable
 from leaderelect import _clock, _config
 from leaderelect._driver import Driver
 from leaderelect._etcd import EtcdClient
+from leaderelect._threads import on_our_thread
 from leaderelect.core.base import Config
 from leaderelect.core.elector import ElectionCore
 from leaderelect.core.lease import LeaseEnd, LeaseState
@@ -235,9 +236,22 @@ class Session:
         Each elector still running is stopped as by its own ``stop()``: a leader resigns
         (``on_demoted`` gets :attr:`DemotionReason.SESSION_CLOSED`) before the lease is
         revoked. If the revoke cannot reach etcd, the lease expires by its TTL anyway.
+
+        Called from a callback or a stats hook, it returns at once and the close completes on
+        a thread of its own: it waits for the electors to stop, and an elector's
+        ``on_demoted`` runs only after the callback that called this returned.
         """
         if os.getpid() != self._pid:
             return  # a forked copy: the lease and the connection are the parent's
+        if on_our_thread():
+            # Waiting here waited for this very thread: the close timed out, closed the lanes,
+            # and the elector's delete after its on_demoted went nowhere; it never finished.
+            name = f"leaderelect-close-{self.name}"
+            threading.Thread(target=self._close, args=(timeout,), name=name, daemon=True).start()
+            return
+        self._close(timeout)
+
+    def _close(self, timeout: float | None) -> None:
         with self._lock:
             if self._closed or self._closing:
                 return

@@ -26,6 +26,7 @@ import grpc
 
 from leaderelect._etcd import etcd_pb2 as pb
 from leaderelect._etcd.connection import Conn, StreamHost
+from leaderelect._threads import ours
 from leaderelect.exceptions import EtcdError, EtcdUnavailableError
 
 log = logging.getLogger(__name__)
@@ -96,7 +97,7 @@ class _Stream:
         handle = self._conn.stream("/etcdserverpb.Watch/Watch", pb.WatchResponse)
         with client.closed_channel_is_unavailable(self._conn, "Watch"):
             self._call = handle(self._request_stream(), metadata=metadata)
-        self._thread = threading.Thread(target=self._read, name="leaderelect-watch", daemon=True)
+        self._thread = threading.Thread(target=ours(self._read), name="leaderelect-watch", daemon=True)
         self._thread.start()
 
     # -- subscriptions ----------------------------------------------------------------------

@@ -273,6 +273,33 @@ def test_stop_from_a_stats_hook_returns_at_once_after_a_nested_event(etcd: EtcdS
         elector.stop()
 
 
+def test_closing_a_shared_session_from_a_callback_of_its_leader(etcd: EtcdServer, name: str) -> None:
+    """A callback of the session's leader called session.close(): the close waited for the
+    elector, whose on_demoted waited for that callback. The close timed out, closed the
+    session's lanes, and the elector's key delete after on_demoted went nowhere: it never
+    finished, and its threads ran on."""
+    before = set(leaderelect_threads())
+    session = Session(etcd.endpoint, ttl=2, call_timeout=0.5)
+    elector = LeaderElector(name, session=session, demote_timeout=5)
+    took: list[float] = []
+
+    def close_it(term: Term) -> None:
+        began = time.monotonic()
+        session.close()
+        took.append(time.monotonic() - began)
+
+    elector.on_elected(close_it)
+    elector.start()
+    try:
+        assert wait_until(lambda: took, 10)
+        assert took[0] < 1.0, f"close() in a callback took {took[0]:.1f} s"
+        assert wait_until(lambda: elector.stopped, 10)
+        assert wait_until(lambda: set(leaderelect_threads()) <= before, 10), leaderelect_threads()
+    finally:
+        elector.stop()
+        session.close()
+
+
 def test_a_stats_hook_that_raises_systemexit_does_not_stop_renewals(etcd: EtcdServer, name: str) -> None:
     def leave(event: str, seconds: float) -> None:
         raise SystemExit("a hook's exit")
