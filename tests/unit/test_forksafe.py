@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from leaderelect import _observer
+from leaderelect._forksafe import ForkSafeLock
 
 pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork()")
 
@@ -46,3 +47,21 @@ def test_the_observer_pool_lock_is_free_in_a_forked_child() -> None:
 def test_a_plain_lock_stays_held_in_the_child() -> None:
     """The control: what the pool's lock was before."""
     assert not child_can_take(threading.Lock())
+
+
+def test_the_forking_thread_keeps_the_lock_it_held() -> None:
+    """Made anew unlocked in the child, a lock the forking thread held raised on its release
+    there ("release unlocked lock"); it is held in the child too, and released by it."""
+    lock = ForkSafeLock()
+    with lock:
+        pid = os.fork()
+        if pid == 0:
+            held = not lock.acquire(blocking=False)
+            try:
+                lock.release()
+                released = True
+            except RuntimeError:
+                released = False
+            os._exit(0 if held and released else 1)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
