@@ -380,7 +380,8 @@ class LeaderElector:
         release everything this elector holds. Each step runs even if one before it failed,
         and the elector reads as stopped at the end whatever happened (a finisher that died
         halfway left stop() waiting out its bound and the callbacks thread running)."""
-        for step in (self._release_observer, self._detach_hooks, self._release_session, self._close_dispatcher):
+        steps = (self._release_observer, self._detach_hooks, self._release_name, self._close_owned_session)
+        for step in (*steps, self._close_dispatcher):
             try:
                 step()
             except Exception:
@@ -413,9 +414,15 @@ class LeaderElector:
         self._dispatcher.close(wait)
 
     def _release_session(self) -> None:
+        self._release_name()
+        self._close_owned_session()
+
+    def _release_name(self) -> None:
         self._membership.release(self.name, self._core)
+
+    def _close_owned_session(self) -> None:
         if self._owns_session:
-            self._session.close()
+            self._membership.close_owned()
 
     # -- instrumentation -----------------------------------------------------------------------
 

@@ -449,6 +449,12 @@ class Membership:
         """Free election *name*: the elector stopped."""
         self.session._release(name, core)
 
+    def close_owned(self) -> None:
+        """Close the session the elector made for itself, here and now (once its name is
+        released nothing on it waits for the caller's thread, which may be a callback's:
+        a failed start() or a stop() of an elector that never started)."""
+        self.session._close(None)
+
     def run(self, step: Callable[[float], object]) -> None:
         """Feed the cores one input, ``step(now)``, and carry out what they ask for."""
         self.session._driver.run(step)

@@ -294,24 +294,52 @@ def test_stop_returns_after_its_last_thread_ended(etcd: EtcdServer, name: str) -
 
 def test_a_failure_while_releasing_still_ends_the_stop(etcd: EtcdServer, name: str) -> None:
     """The finishing thread died at the first release step that raised: stop() waited out
-    its whole bound (6 s here) and the elector never read as stopped."""
+    its whole bound (6 s here), the elector never read as stopped, and the steps after it
+    (its own session's close: the lease, the threads) never ran."""
+    before = set(leaderelect_threads())
     elector = LeaderElector(name, endpoints=etcd.endpoint, ttl=2, call_timeout=0.5)
-    release = elector._release_session
 
     def fail() -> None:
         raise RuntimeError("a bug while releasing")
 
-    elector._release_session = fail  # type: ignore[method-assign]
+    elector._release_name = fail  # type: ignore[method-assign]
     elector.start()
-    try:
-        assert elector.wait_elected(10)
-        began = time.monotonic()
-        elector.stop()
-        took = time.monotonic() - began
-        assert elector.stopped
-        assert took < 3, f"stop() took {took:.1f} s"
-    finally:
-        release()  # what the failed step did not do
+    assert elector.wait_elected(10)
+    began = time.monotonic()
+    elector.stop()
+    took = time.monotonic() - began
+    assert elector.stopped
+    assert took < 3, f"stop() took {took:.1f} s"
+    assert elector.session.lease is None  # closed: revoked, not left to expire
+    assert wait_until(lambda: set(leaderelect_threads()) <= before, 5), leaderelect_threads()
+
+
+def test_an_own_session_is_closed_before_stop_returns_even_from_a_callback(
+    make_elector: ElectorFactory, etcd: EtcdServer, name: str
+) -> None:
+    """A close() on one of leaderelect's threads hands its waiting to a thread of its own;
+    an elector closing the session it made for itself must not: stop() of a never-started
+    elector, called from another elector's callback, returned with its session still
+    closing (here the close takes 0.3 s)."""
+    other = LeaderElector(f"{name}-other", endpoints=etcd.endpoint, ttl=2)  # never started
+    close = other.session._close
+
+    def slow_close(timeout: float | None) -> None:
+        time.sleep(0.3)
+        close(timeout)
+
+    other.session._close = slow_close  # type: ignore[method-assign]
+    seen: list[bool] = []
+
+    def stop_other(term: Term) -> None:
+        other.stop()
+        seen.append(other.session.closed)
+
+    a = make_elector("a")
+    a.on_elected(stop_other)
+    a.start()
+    assert wait_until(lambda: seen, 10)
+    assert seen == [True]
 
 
 def test_stop_keeps_its_bound_while_on_demoted_hangs(etcd: EtcdServer, name: str) -> None:
