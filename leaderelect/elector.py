@@ -319,16 +319,20 @@ class LeaderElector:
             (there is nothing of it to stop there; the message says where to create it).
         """
         self._check_pid()
-        self._request_stop(DemotionReason.STOPPED)(timeout)
+        self._request_stop(DemotionReason.STOPPED, timeout)()
 
     def _stop_for_session(self) -> Callable[[], None]:
         """Called by a shared session's ``close()``: stop, and return how to wait for it."""
-        wait = self._request_stop(DemotionReason.SESSION_CLOSED)
-        return lambda: wait(None)
+        return self._request_stop(DemotionReason.SESSION_CLOSED, None)
 
-    def _request_stop(self, reason: DemotionReason) -> Callable[[float | None], None]:
+    def _request_stop(self, reason: DemotionReason, timeout: float | None) -> Callable[[], None]:
         """Begin stopping (a leader's term ends with *reason*); returns a function that waits
-        for the end, bounded by its timeout or by the default bound of ``stop()``."""
+        for the end, bounded by *timeout* or by the default bound of ``stop()``."""
+        bound = timeout if timeout is not None else self.demote_timeout + 4 * self._session.call_timeout + 2
+        deadline = self._clock() + bound
+        # Before the core is told: the finish keeps within the latest bound a caller waits for.
+        if self._stop_deadline is None or deadline > self._stop_deadline:
+            self._stop_deadline = deadline
         with self._lock:
             state = self._state
             deferred = self._starting
@@ -353,12 +357,8 @@ class LeaderElector:
         ):
             return _no_wait
 
-        def wait(timeout: float | None) -> None:
-            bound = timeout if timeout is not None else self.demote_timeout + 4 * self._session.call_timeout + 2
-            deadline = self._clock() + bound
-            if self._stop_deadline is None or deadline < self._stop_deadline:
-                self._stop_deadline = deadline  # the finish keeps within it
-            if not self._finished.wait(bound):
+        def wait() -> None:
+            if not self._finished.wait(max(0.0, deadline - self._clock())):
                 log.warning("[%s] stop() did not finish within %.1f s", self.name, bound)
                 return
             # _finished is the finisher thread's last step: wait for it to end as well, so
