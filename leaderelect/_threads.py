@@ -24,6 +24,7 @@ def ours(run: Callable[[], None]) -> Callable[[], None]:
 
 
 def on_our_thread() -> bool:
-    """True on a thread started with :func:`ours` (a callback, lane, timer, observer,
-    finishing or watch thread)."""
+    """True on a thread started with :func:`ours`: a callback, lane, timer, observer or
+    watch thread (not an elector's finishing thread: it must wait for its own session's
+    close)."""
     return bool(getattr(_local, "ours", False))
