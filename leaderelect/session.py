@@ -195,6 +195,8 @@ class Session:
         self._started = False
         self._closed = False
         self._closing = False
+        self._close_done = threading.Event()  # the close (whoever runs it) has finished
+        self._longest_demote = 0.0  # of the electors that joined: how long a close may take
 
     def _make_driver(self) -> Driver:
         return Driver(
@@ -249,12 +251,18 @@ class Session:
             name = f"leaderelect-close-{self.name}"
             threading.Thread(target=self._close, args=(timeout,), name=name, daemon=True).start()
             return
-        self._close(timeout)
+        if not self._close(timeout) and not on_our_thread():
+            # Another thread closes it (one handed off from a callback, say): return once it
+            # is closed, so that a `with session:` block does not end with its lease unrevoked.
+            bound = timeout if timeout is not None else self._longest_demote + 10 * self.call_timeout + 4
+            if not self._close_done.wait(bound):
+                log.warning("[%s] the close under way did not finish within %.1f s", self.name, bound)
 
-    def _close(self, timeout: float | None) -> None:
+    def _close(self, timeout: float | None) -> bool:
+        """Close now; False if a close was already begun (this one does nothing)."""
         with self._lock:
             if self._closed or self._closing:
-                return
+                return False
             self._closing = True  # no new elector from here on
             stoppers = list(self._names.values())
         try:
@@ -281,6 +289,8 @@ class Session:
             log.info("[%s] the lease was not revoked within %.1f s; it expires by its TTL", self.name, bound)
         self._driver.close(bound)
         self.client.close()
+        self._close_done.set()
+        return True
 
     def __enter__(self) -> Session:
         self.start()
@@ -340,6 +350,7 @@ class Session:
             # the cores on the session as it closes it).
             self._names[name] = _no_stop
             self._handlers[origin] = on_action
+            self._longest_demote = max(self._longest_demote, config.demote_timeout)
         made: list[ElectionCore] = []
         try:
             self._driver.run(lambda now: made.append(ElectionCore(config, self._rng, session=self._core)))

@@ -324,9 +324,9 @@ def test_an_own_session_is_closed_before_stop_returns_even_from_a_callback(
     other = LeaderElector(f"{name}-other", endpoints=etcd.endpoint, ttl=2)  # never started
     close = other.session._close
 
-    def slow_close(timeout: float | None) -> None:
+    def slow_close(timeout: float | None) -> bool:
         time.sleep(0.3)
-        close(timeout)
+        return close(timeout)
 
     other.session._close = slow_close  # type: ignore[method-assign]
     seen: list[bool] = []

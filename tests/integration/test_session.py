@@ -282,6 +282,32 @@ def test_closing_a_shared_session_from_a_callback_of_its_leader(etcd: EtcdServer
         session.close()
 
 
+def test_a_close_while_another_runs_returns_once_the_session_is_closed(etcd: EtcdServer, name: str) -> None:
+    """A close() from a callback completes on a thread of its own; a second close() (the
+    end of a `with session:` block) returned at once, with the lease not yet revoked and
+    the threads running, and a process exiting then left the lease to expire."""
+    before = set(leaderelect_threads())
+    session = Session(etcd.endpoint, ttl=2, call_timeout=0.5)
+    elector = LeaderElector(name, session=session, demote_timeout=5)
+    handed_off = threading.Event()
+
+    def close_it(term: Term) -> None:
+        session.close()
+        handed_off.set()
+
+    elector.on_elected(close_it)
+    elector.on_demoted(lambda term, reason: time.sleep(0.5))  # the close waits for this
+    elector.start()
+    try:
+        assert handed_off.wait(10)
+        session.close()
+        assert session.closed and session.lease is None
+        assert elector.stopped
+        assert wait_until(lambda: set(leaderelect_threads()) <= before, 5), leaderelect_threads()
+    finally:
+        elector.stop()
+
+
 def test_a_stats_hook_that_raises_systemexit_does_not_stop_renewals(etcd: EtcdServer, name: str) -> None:
     def leave(event: str, seconds: float) -> None:
         raise SystemExit("a hook's exit")
