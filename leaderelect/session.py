@@ -266,6 +266,13 @@ class Session:
             self._closing = True  # no new elector from here on
             stoppers = list(self._names.values())
         try:
+            self._close_begun(stoppers, timeout)
+        finally:  # also if it failed: a close() waiting for this one must not wait in vain
+            self._close_done.set()
+        return True
+
+    def _close_begun(self, stoppers: list[Stopper], timeout: float | None) -> None:
+        try:
             # Outside the lock: each elector releases its name on the way out.
             waits = []
             for stop in stoppers:
@@ -289,8 +296,6 @@ class Session:
             log.info("[%s] the lease was not revoked within %.1f s; it expires by its TTL", self.name, bound)
         self._driver.close(bound)
         self.client.close()
-        self._close_done.set()
-        return True
 
     def __enter__(self) -> Session:
         self.start()

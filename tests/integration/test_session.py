@@ -308,6 +308,27 @@ def test_a_close_while_another_runs_returns_once_the_session_is_closed(etcd: Etc
         elector.stop()
 
 
+def test_a_close_that_failed_does_not_hold_up_the_next(etcd: EtcdServer) -> None:
+    """A close() that raised never said it was over: every later close() (the end of a
+    `with session:` block) waited its whole bound for it (9 s here)."""
+    session = Session(etcd.endpoint, ttl=2, call_timeout=0.5)
+    session.start()
+    close_client = session.client.close
+
+    def fail() -> None:
+        raise RuntimeError("a bug while closing")
+
+    session.client.close = fail  # type: ignore[method-assign]
+    try:
+        with pytest.raises(RuntimeError):
+            session.close()
+        began = time.monotonic()
+        session.close()
+        assert time.monotonic() - began < 1
+    finally:
+        close_client()
+
+
 def test_a_stats_hook_that_raises_systemexit_does_not_stop_renewals(etcd: EtcdServer, name: str) -> None:
     def leave(event: str, seconds: float) -> None:
         raise SystemExit("a hook's exit")
