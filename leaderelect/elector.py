@@ -330,10 +330,10 @@ class LeaderElector:
         for the end, bounded by *timeout* or by the default bound of ``stop()``."""
         bound = timeout if timeout is not None else self.demote_timeout + 4 * self._session.call_timeout + 2
         deadline = self._clock() + bound
-        # Before the core is told: the finish keeps within the latest bound a caller waits for.
-        if self._stop_deadline is None or deadline > self._stop_deadline:
-            self._stop_deadline = deadline
         with self._lock:
+            # Before the core is told: the finish keeps within the latest bound asked for.
+            if self._stop_deadline is None or deadline > self._stop_deadline:
+                self._stop_deadline = deadline
             state = self._state
             deferred = self._starting
             if state in (_NEW, _STOPPED):
