@@ -251,7 +251,7 @@ class Session:
             name = f"leaderelect-close-{self.name}"
             threading.Thread(target=self._close, args=(timeout,), name=name, daemon=True).start()
             return
-        if not self._close(timeout) and not on_our_thread():
+        if not self._close(timeout):
             # Another thread closes it (one handed off from a callback, say): return once it
             # is closed, so that a `with session:` block does not end with its lease unrevoked.
             bound = timeout if timeout is not None else self._longest_demote + 10 * self.call_timeout + 4
